@@ -205,8 +205,7 @@ static void cmp_fail(const struct cmp *c, const char *field, const char *detail)
     _fail(c->file, c->line);
 }
 
-static void cmp_num(const struct cmp *c, const char *field, unsigned long want,
-                    unsigned long got)
+static void cmp_num(const struct cmp *c, const char *field, unsigned long want, unsigned long got)
 {
     if (want != got) {
         char d[96];

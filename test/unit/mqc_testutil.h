@@ -58,7 +58,7 @@ struct mqc_props mqt_pb(const struct mqt_props *b);
 
 /* Field-by-field equality of two packets of the given version (property blocks and byte
  * strings compared by content; decoded SUBSCRIBE/UNSUBSCRIBE walked entry by entry). */
-#define assert_packet_eq(want, got, version)                                                  \
+#define assert_packet_eq(want, got, version)                                                       \
     mqt_assert_packet_eq((want), (got), (version), __FILE__, __LINE__)
 void mqt_assert_packet_eq(const struct mqc_packet *want, const struct mqc_packet *got,
                           uint8_t version, const char *file, int line);

@@ -16,14 +16,13 @@ static void feed_prefixes(const uint8_t *buf, size_t len, uint32_t max, size_t a
         const uint8_t *p = mqt_guard_put(&g, buf, k);
         int rc = mqc_frame_check(p, k, max, &f);
         if (rc != (k < at ? MQC_AGAIN : want))
-            fail_msg("prefix of %zu bytes: got %d, expected %d", k, rc,
-                     k < at ? MQC_AGAIN : want);
+            fail_msg("prefix of %zu bytes: got %d, expected %d", k, rc, k < at ? MQC_AGAIN : want);
     }
     mqt_guard_free(&g);
 }
 
-static void check_frame(const char *hex, uint32_t max, uint8_t type, uint8_t flags,
-                        uint8_t hdr_len, uint32_t remaining)
+static void check_frame(const char *hex, uint32_t max, uint8_t type, uint8_t flags, uint8_t hdr_len,
+                        uint32_t remaining)
 {
     uint8_t buf[600];
     size_t n = mqt_hex(hex, buf, sizeof buf);
@@ -78,8 +77,12 @@ static void remaining_boundaries(void **state)
         uint32_t rem;
         uint8_t hdr;
     } b[] = {
-        {"00", 0, 2},           {"7f", 127, 2},           {"80 01", 128, 3},
-        {"ff 7f", 16383, 3},    {"80 80 01", 16384, 4},   {"ff ff 7f", 2097151, 4},
+        {"00", 0, 2},
+        {"7f", 127, 2},
+        {"80 01", 128, 3},
+        {"ff 7f", 16383, 3},
+        {"80 80 01", 16384, 4},
+        {"ff ff 7f", 2097151, 4},
         {"80 80 80 01", 2097152, 5},
     };
     for (size_t i = 0; i < sizeof b / sizeof b[0]; i++) {
@@ -149,8 +152,8 @@ static void limit_is_inclusive(void **state)
     assert_int_equal(f.total, 10);
     assert_err(mqc_frame_check(buf, 2, 9, &f), MQC_ETOOBIG); /* 10 > 9 */
     assert_err(mqc_frame_check(buf, 10, 9, &f), MQC_ETOOBIG);
-    assert_err(mqc_frame_check(buf, 1, 9, &f), MQC_AGAIN);  /* length not read yet */
-    uint8_t big[] = {0x30, 0xFE, 0xFF, 0xFF, 0x7F};       /* 268435454 + 5 */
+    assert_err(mqc_frame_check(buf, 1, 9, &f), MQC_AGAIN); /* length not read yet */
+    uint8_t big[] = {0x30, 0xFE, 0xFF, 0xFF, 0x7F};        /* 268435454 + 5 */
     assert_err(mqc_frame_check(big, sizeof big, 268435459u, &f), MQC_AGAIN);
     assert_err(mqc_frame_check(big, sizeof big, 268435458u, &f), MQC_ETOOBIG);
 }

@@ -33,8 +33,7 @@ static const struct {
     {0x1A, MQC_PT_UTF8, B(MQC_CONNACK), 0},
     {0x1C, MQC_PT_UTF8, B(MQC_CONNACK) | B(MQC_DISCONNECT), 0},
     {0x1F, MQC_PT_UTF8,
-     B(MQC_CONNACK) | ACKS | B(MQC_SUBACK) | B(MQC_UNSUBACK) | B(MQC_DISCONNECT) | B(MQC_AUTH),
-     0},
+     B(MQC_CONNACK) | ACKS | B(MQC_SUBACK) | B(MQC_UNSUBACK) | B(MQC_DISCONNECT) | B(MQC_AUTH), 0},
     {0x21, MQC_PT_U16, B(MQC_CONNECT) | B(MQC_CONNACK), 65535},
     {0x22, MQC_PT_U16, B(MQC_CONNECT) | B(MQC_CONNACK), 0},
     {0x23, MQC_PT_U16, B(MQC_PUBLISH), 1},
@@ -158,8 +157,8 @@ static void duplicates(void **state)
                 want = MQC_OK;
             int rc = check_at_page_end(twice, 2 * pr.len, ctx);
             if (rc != want)
-                fail_msg("property 0x%02x twice in context %d: got %s, expected %s",
-                         table[i].id, ctx, mqt_err_name(rc), mqt_err_name(want));
+                fail_msg("property 0x%02x twice in context %d: got %s, expected %s", table[i].id,
+                         ctx, mqt_err_name(rc), mqt_err_name(want));
         }
     }
 }
@@ -217,14 +216,11 @@ static const struct raw_case raw[] = {
     {"Topic Alias 1", MQC_PUBLISH, "23 00 01", MQC_OK},
     {"§3.1.2.11.3 Receive Maximum 0 in CONNECT", MQC_CONNECT, "21 00 00", MQC_EPROPVAL},
     {"§3.2.2.3.3 Receive Maximum 0 in CONNACK", MQC_CONNACK, "21 00 00", MQC_EPROPVAL},
-    {"§3.1.2.11.4 Maximum Packet Size 0 in CONNECT", MQC_CONNECT, "27 00 00 00 00",
-     MQC_EPROPVAL},
-    {"§3.2.2.3.6 Maximum Packet Size 0 in CONNACK", MQC_CONNACK, "27 00 00 00 00",
-     MQC_EPROPVAL},
+    {"§3.1.2.11.4 Maximum Packet Size 0 in CONNECT", MQC_CONNECT, "27 00 00 00 00", MQC_EPROPVAL},
+    {"§3.2.2.3.6 Maximum Packet Size 0 in CONNACK", MQC_CONNACK, "27 00 00 00 00", MQC_EPROPVAL},
     {"Maximum Packet Size 1", MQC_CONNACK, "27 00 00 00 01", MQC_OK},
     {"§3.3.2.3.8 Subscription Identifier 0 in PUBLISH", MQC_PUBLISH, "0b 00", MQC_EPROPVAL},
-    {"§3.8.2.1.2 Subscription Identifier 0 in SUBSCRIBE", MQC_SUBSCRIBE, "0b 00",
-     MQC_EPROPVAL},
+    {"§3.8.2.1.2 Subscription Identifier 0 in SUBSCRIBE", MQC_SUBSCRIBE, "0b 00", MQC_EPROPVAL},
     {"Payload Format Indicator 2", MQC_PUBLISH, "01 02", MQC_EPROPVAL},
     {"Payload Format Indicator 2 in Will", MQC_CTX_WILL, "01 02", MQC_EPROPVAL},
     {"Payload Format Indicator 0", MQC_PUBLISH, "01 00", MQC_OK},
@@ -243,8 +239,7 @@ static const struct raw_case raw[] = {
     {"Will Delay 0", MQC_CTX_WILL, "18 00 00 00 00", MQC_OK},
     {"[MQTT-3.3.2-14] Response Topic with a wildcard", MQC_PUBLISH, "08 00 03 61 2f 23",
      MQC_EPROPVAL},
-    {"§3.1.3.2.6 Will Response Topic with a wildcard", MQC_CTX_WILL, "08 00 01 2b",
-     MQC_EPROPVAL},
+    {"§3.1.3.2.6 Will Response Topic with a wildcard", MQC_CTX_WILL, "08 00 01 2b", MQC_EPROPVAL},
     /* strings [MQTT-1.5.4-1/2] */
     {"Content Type with U+0000", MQC_PUBLISH, "03 00 03 61 00 62", MQC_EUTF8},
     {"Content Type overlong", MQC_PUBLISH, "03 00 02 c0 af", MQC_EUTF8},
@@ -268,8 +263,7 @@ static const struct raw_case raw[] = {
     {"user property value cut", MQC_PUBLISH, "26 00 01 61 00 02 62", MQC_EMALFORMED},
     {"second property cut", MQC_PUBLISH, "01 01 02 00 00", MQC_EMALFORMED},
     {"subscription identifier varint cut", MQC_PUBLISH, "0b 80", MQC_EMALFORMED},
-    {"subscription identifier varint cut (3 bytes)", MQC_PUBLISH, "0b ff ff ff",
-     MQC_EMALFORMED},
+    {"subscription identifier varint cut (3 bytes)", MQC_PUBLISH, "0b ff ff ff", MQC_EMALFORMED},
     {"[MQTT-1.5.5-1] subscription identifier overlong", MQC_PUBLISH, "0b 81 00", MQC_EVARINT},
     {"[MQTT-1.5.5-1] subscription identifier 5 bytes", MQC_PUBLISH, "0b ff ff ff ff 01",
      MQC_EVARINT},
@@ -393,9 +387,7 @@ static void put_bytes(void **state)
         {{.id = 0x0B, .num = 268435455}, "0b ff ff ff 7f"},
         {{.id = 0x03, .str = {(const uint8_t *)"a/b", 3}}, "03 00 03 61 2f 62"},
         {{.id = 0x09, .str = {NULL, 0}}, "09 00 00"},
-        {{.id = 0x26,
-          .str = {(const uint8_t *)"k", 1},
-          .val = {(const uint8_t *)"vv", 2}},
+        {{.id = 0x26, .str = {(const uint8_t *)"k", 1}, .val = {(const uint8_t *)"vv", 2}},
          "26 00 01 6b 00 02 76 76"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

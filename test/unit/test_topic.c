@@ -39,23 +39,23 @@ static const struct check_case names[] = {
     {"/finance", 0, MQC_OK},
     {"sport/", 0, MQC_OK},
     {"$SYS/broker/load", 0, MQC_OK},
-    {"a b/c d", 0, MQC_OK},                             /* spaces are allowed [4.7.3] */
+    {"a b/c d", 0, MQC_OK}, /* spaces are allowed [4.7.3] */
     {"ACCOUNTS/Accounts", 0, MQC_OK},
     {"caf\xC3\xA9/\xE2\x82\xAC/\xF0\x9F\x98\x80", 0, MQC_OK},
     {"long/plain/ascii/name/over/eight/bytes/x", 0, MQC_OK},
-    {"", 0, MQC_ETOPIC},                                /* [MQTT-4.7.3-1] */
-    {"+", 0, MQC_ETOPIC},                               /* [MQTT-3.3.2-2] */
+    {"", 0, MQC_ETOPIC},  /* [MQTT-4.7.3-1] */
+    {"+", 0, MQC_ETOPIC}, /* [MQTT-3.3.2-2] */
     {"#", 0, MQC_ETOPIC},
     {"sport/+/player", 0, MQC_ETOPIC},
     {"sport/#", 0, MQC_ETOPIC},
     {"a+b", 0, MQC_ETOPIC},
-    {"abcdefghijklmnop#", 0, MQC_ETOPIC},               /* wildcard after 8-byte blocks */
+    {"abcdefghijklmnop#", 0, MQC_ETOPIC}, /* wildcard after 8-byte blocks */
     {"abcdefgh+", 0, MQC_ETOPIC},
-    {"caf\xC3\xA9/+", 0, MQC_ETOPIC},                   /* wildcard after a multi-byte char */
+    {"caf\xC3\xA9/+", 0, MQC_ETOPIC}, /* wildcard after a multi-byte char */
     {"caf\xC3\xA9/#", 0, MQC_ETOPIC},
-    {"a\0b", 3, MQC_EUTF8},                             /* [MQTT-1.5.4-2] */
+    {"a\0b", 3, MQC_EUTF8}, /* [MQTT-1.5.4-2] */
     {"abcdefgh\0", 9, MQC_EUTF8},
-    {"\xC0\xAF", 0, MQC_EUTF8},                         /* [MQTT-1.5.4-1] */
+    {"\xC0\xAF", 0, MQC_EUTF8}, /* [MQTT-1.5.4-1] */
     {"abcdefghij\xED\xA0\x80", 0, MQC_EUTF8},
     {"abc\xE2\x82", 0, MQC_EUTF8},
 };
@@ -81,16 +81,16 @@ static const struct check_case filters[] = {
     {"$share/group/#", 0, MQC_OK},
     {"$share/g/+/x/#", 0, MQC_OK},
     {"$oshare/g/a/+", 0, MQC_OK},
-    {"$share", 0, MQC_OK},           /* not a shared subscription, an ordinary filter */
+    {"$share", 0, MQC_OK}, /* not a shared subscription, an ordinary filter */
     {"$shared/g/x", 0, MQC_OK},
     {"$SHARE/g/x", 0, MQC_OK},
-    {"", 0, MQC_EFILTER},            /* [MQTT-4.7.3-1] */
-    {"sport/tennis#", 0, MQC_EFILTER}, /* [MQTT-4.7.1-2] # occupies a whole level */
+    {"", 0, MQC_EFILTER},                       /* [MQTT-4.7.3-1] */
+    {"sport/tennis#", 0, MQC_EFILTER},          /* [MQTT-4.7.1-2] # occupies a whole level */
     {"sport/tennis/#/ranking", 0, MQC_EFILTER}, /* [MQTT-4.7.1-2] # is the last level */
     {"#/", 0, MQC_EFILTER},
     {"##", 0, MQC_EFILTER},
     {"a#", 0, MQC_EFILTER},
-    {"sport+", 0, MQC_EFILTER},      /* [MQTT-4.7.1-3] + occupies a whole level */
+    {"sport+", 0, MQC_EFILTER}, /* [MQTT-4.7.1-3] + occupies a whole level */
     {"+sport", 0, MQC_EFILTER},
     {"sport/+tennis", 0, MQC_EFILTER},
     {"sport/ten+nis", 0, MQC_EFILTER},
@@ -122,8 +122,8 @@ static void name_table(void **state)
         size_t n = names[i].len ? names[i].len : strlen(names[i].s);
         int rc = guarded(mqc_topic_name_check, names[i].s, n);
         if (rc != names[i].want)
-            fail_msg("topic name #%zu \"%s\": got %s, expected %s", i, names[i].s,
-                     mqt_err_name(rc), mqt_err_name(names[i].want));
+            fail_msg("topic name #%zu \"%s\": got %s, expected %s", i, names[i].s, mqt_err_name(rc),
+                     mqt_err_name(names[i].want));
     }
 }
 
@@ -310,8 +310,7 @@ static void share_table(void **state)
         memset(&sh, 0xA5, sizeof sh);
         int rc = mqc_topic_share_parse(p, n, &sh);
         if (rc != c->want)
-            fail_msg("\"%s\": got %s, expected %s", c->s, mqt_err_name(rc),
-                     mqt_err_name(c->want));
+            fail_msg("\"%s\": got %s, expected %s", c->s, mqt_err_name(rc), mqt_err_name(c->want));
         if (rc != MQC_OK)
             continue;
         if (sh.kind != c->kind)
@@ -333,9 +332,12 @@ static void share_table(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(name_table),   cmocka_unit_test(filter_table),
-        cmocka_unit_test(length_limits), cmocka_unit_test(match_table),
-        cmocka_unit_test(literal_match_is_equality), cmocka_unit_test(share_table),
+        cmocka_unit_test(name_table),
+        cmocka_unit_test(filter_table),
+        cmocka_unit_test(length_limits),
+        cmocka_unit_test(match_table),
+        cmocka_unit_test(literal_match_is_equality),
+        cmocka_unit_test(share_table),
     };
     return cmocka_run_group_tests_name("topic [MQTT-4.7]", tests, NULL, NULL);
 }

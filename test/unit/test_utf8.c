@@ -157,9 +157,9 @@ int main(void)
         cmocka_unit_test(code_point_sweep),
         cmocka_unit_test(two_byte_table),
     };
-    int failed = mqt_run_table("utf8 cases [MQTT-1.5.4-1/2/3]", cases,
-                               sizeof cases / sizeof cases[0], sizeof cases[0], case_name,
-                               run_case);
+    int failed =
+        mqt_run_table("utf8 cases [MQTT-1.5.4-1/2/3]", cases, sizeof cases / sizeof cases[0],
+                      sizeof cases[0], case_name, run_case);
     failed += cmocka_run_group_tests_name("utf8", tests, NULL, NULL);
     return failed;
 }

@@ -10,10 +10,10 @@ static const struct {
 } boundaries[] = {
     {0, "00"},
     {1, "01"},
-    {64, "40"},        /* 1.5.5 example: 64 is the single byte 0x40 */
+    {64, "40"}, /* 1.5.5 example: 64 is the single byte 0x40 */
     {127, "7f"},
     {128, "80 01"},
-    {321, "c1 02"},    /* 1.5.5 example: 321 = 65 + 2*128 is 0xC1 0x02 */
+    {321, "c1 02"}, /* 1.5.5 example: 321 = 65 + 2*128 is 0xC1 0x02 */
     {16383, "ff 7f"},
     {16384, "80 80 01"},
     {2097151, "ff ff 7f"},
