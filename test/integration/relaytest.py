@@ -1,0 +1,901 @@
+"""relaytest: the harness of mqtt-relay's integration tests.
+
+Each test script runs real Mosquitto brokers on free loopback ports, the relay under test with a
+generated configuration, and MQTT clients (paho-mqtt), then asserts on what arrived: topic and
+payload byte for byte, how many, in what order. Timeouts only bound the waits; nothing asserts
+on how long something took.
+
+A test script looks like:
+
+    import sys; sys.dont_write_bytecode = True
+    import relaytest as rt
+
+    def run(t):
+        src = t.broker("src")
+        ...
+
+    if __name__ == "__main__":
+        rt.main(run, __doc__)
+
+and is run as `/usr/bin/python3 test_x.py --relay PATH/mqtt-relay` (ctest passes the path).
+Exit status: 0 passed, 1 failed, 77 skipped (no mosquitto, or no paho-mqtt for this python).
+
+Every process started here is stopped by PID in a finally block (and killed by the kernel with
+PR_SET_PDEATHSIG if the test process itself dies); the temporary directory is removed unless
+--keep is given. On failure the tail of every relay and broker log is printed.
+
+paho-mqtt 1.6 is the Debian package python3-paho-mqtt: run the tests with /usr/bin/python3.
+"""
+
+import argparse
+import collections
+import ctypes
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+SKIP = 77
+
+try:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+    from paho.mqtt.subscribeoptions import SubscribeOptions
+
+    HAVE_PAHO = True
+except ImportError:  # reported by main() as a skip
+    HAVE_PAHO = False
+
+
+class Failure(Exception):
+    """A check failed: the message says what was expected and what was seen."""
+
+
+# ----------------------------------------------------------------------------------------------
+# small helpers
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nobody listens on right now."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+def port_accepts(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until(pred, timeout, interval=0.05):
+    """Polls pred() until it is true or timeout seconds passed. Returns its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v or time.monotonic() >= deadline:
+            return v
+        time.sleep(interval)
+
+
+def tail(path, lines=40):
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        return "(cannot read %s: %s)" % (path, e)
+    text = data.decode("utf-8", "replace").splitlines()
+    return "\n".join(text[-lines:])
+
+
+def _pdeathsig():
+    """Runs in the child before exec: the kernel kills it when the test process dies."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def short(b, n=60):
+    """A printable excerpt of bytes for messages."""
+    r = repr(bytes(b[:n]))
+    return r + ("...(%d bytes)" % len(b) if len(b) > n else "")
+
+
+# ----------------------------------------------------------------------------------------------
+# libconfig text
+
+
+def _lc_string(s):
+    out = ['"']
+    for ch in s:
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def lc_value(v, indent="  "):
+    """A Python value as libconfig: str, bool, int, list (array of scalars or list of groups),
+    dict (group)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, str):
+        return _lc_string(v)
+    if isinstance(v, dict):
+        inner = indent + "  "
+        body = "".join("%s%s = %s;\n" % (inner, k, lc_value(x, inner)) for k, x in v.items())
+        return "{\n%s%s}" % (body, indent)
+    if isinstance(v, (list, tuple)):
+        if v and isinstance(v[0], dict):
+            inner = indent + "  "
+            return "(\n%s\n%s)" % (
+                ",\n".join(inner + lc_value(x, inner) for x in v),
+                indent,
+            )
+        return "[" + ", ".join(lc_value(x, indent) for x in v) + "]"
+    raise TypeError("no libconfig form for %r" % (v,))
+
+
+def relay_config_text(relay, brokers, routes):
+    """The relay's configuration file as SPEC shows it: relay: {...}; brokers = (...);
+    routes = (...);"""
+    return "# generated by relaytest.py\nrelay: %s;\n\nbrokers = %s;\n\nroutes = %s;\n" % (
+        lc_value(relay, ""),
+        lc_value(list(brokers), ""),
+        lc_value(list(routes), ""),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Mosquitto
+
+
+class Broker:
+    """One Mosquitto 2.0 broker on 127.0.0.1:port, configured for tests (see TESTING.md).
+
+    The port stays the same across restart(), so the relay reconnects to the same URL. Each start
+    logs to its own file (log_paths[i]); log_text() reads the current one."""
+
+    def __init__(self, t, name, max_inflight=None, persistence=False, autosave_interval=None,
+                 log_all=True, extra=()):
+        self.t = t
+        self.name = name
+        self.port = free_port()
+        self.dir = os.path.join(t.tmp, "broker-" + name)
+        os.makedirs(self.dir, exist_ok=True)
+        self.max_inflight = max_inflight
+        self.persistence = persistence
+        self.autosave_interval = autosave_interval
+        self.log_all = log_all
+        self.extra = list(extra)
+        self.proc = None
+        self.log_paths = []
+        self.conf_path = os.path.join(self.dir, "mosquitto.conf")
+
+    @property
+    def url(self):
+        return "mqtt://127.0.0.1:%d" % self.port
+
+    def _conf(self):
+        # The listener comes first: an option before it would make Mosquitto open 1883 as well.
+        lines = [
+            "listener %d 127.0.0.1" % self.port,
+            "allow_anonymous true",
+            "user root",
+            "log_dest stderr",
+            "log_timestamp true",
+            # No per-client queue limit: past the default 1000, Mosquitto drops silently.
+            "max_queued_messages 0",
+        ]
+        if self.log_all:
+            lines.append("log_type all")
+        else:
+            lines += ["log_type error", "log_type warning", "log_type notice",
+                      "log_type information"]
+        if self.max_inflight is not None:
+            lines.append("max_inflight_messages %d" % self.max_inflight)
+        if self.persistence:
+            lines += ["persistence true", "persistence_location %s/" % self.dir]
+            if self.autosave_interval is not None:
+                lines.append("autosave_interval %d" % self.autosave_interval)
+        lines += self.extra
+        return "\n".join(lines) + "\n"
+
+    def start(self, timeout=15):
+        if self.proc is not None and self.proc.poll() is None:
+            raise RuntimeError("broker %s already running" % self.name)
+        with open(self.conf_path, "w") as f:
+            f.write(self._conf())
+        n = len(self.log_paths) + 1
+        log = os.path.join(self.dir, "mosquitto-%d.log" % n)
+        self.log_paths.append(log)
+        with open(log, "wb") as lf:
+            self.proc = subprocess.Popen(
+                ["mosquitto", "-c", self.conf_path],
+                stdin=subprocess.DEVNULL, stdout=lf, stderr=subprocess.STDOUT,
+                preexec_fn=_pdeathsig, cwd=self.dir)
+        self.t._register(self)
+        # Bounded wait until the listener accepts (or the broker exits: a config error).
+        ok = wait_until(lambda: self.proc.poll() is not None or port_accepts(self.port),
+                        timeout, 0.05)
+        if self.proc.poll() is not None:
+            raise Failure("broker %s exited at start (status %s):\n%s"
+                          % (self.name, self.proc.returncode, tail(log)))
+        if not ok:
+            raise Failure("broker %s does not accept on port %d after %ss"
+                          % (self.name, self.port, timeout))
+        return self
+
+    def log_text(self, i=-1):
+        """The log of the current (or i-th) run, as text."""
+        if not self.log_paths:
+            return ""
+        try:
+            with open(self.log_paths[i], "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def log_lines(self, i=-1):
+        """Log lines of a run without Mosquitto's "1234567890: " timestamp prefix."""
+        out = []
+        for line in self.log_text(i).splitlines():
+            m = re.match(r"^\d+: (.*)$", line)
+            out.append(m.group(1) if m else line)
+        return out
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout=15):
+        """SIGTERM (Mosquitto saves its persistence file), bounded wait, then SIGKILL."""
+        if not self.running():
+            return
+        self.resume()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def kill(self):
+        """SIGKILL: whatever Mosquitto had not saved is lost (TESTING.md)."""
+        if not self.running():
+            return
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def pause(self):
+        self.t.note("SIGSTOP broker %s (pid %d)" % (self.name, self.pid))
+        os.kill(self.pid, signal.SIGSTOP)
+
+    def resume(self):
+        if self.running():
+            os.kill(self.pid, signal.SIGCONT)
+
+    def restart(self, timeout=15):
+        self.stop()
+        return self.start(timeout)
+
+    # ------------------------------------------------------------------ what the log shows
+    def connected_ids(self, i=-1):
+        """Client ids that connected in run i: 'New client connected from H:P as ID (p5, c0,
+        k60).'"""
+        ids = []
+        for line in self.log_lines(i):
+            m = re.match(r"^New client connected from \S+ as (.+) \(p\d+, c\d+, k\d+", line)
+            if m:
+                ids.append(m.group(1))
+        return ids
+
+    def subscriptions(self, i=-1):
+        """(client id, qos, filter) for each subscription in run i ('ID QOS FILTER' lines that
+        follow 'Received SUBSCRIBE from ID')."""
+        subs = []
+        current = None
+        for line in self.log_lines(i):
+            m = re.match(r"^Received SUBSCRIBE from (.+)$", line)
+            if m:
+                current = m.group(1)
+            elif current is not None and line.startswith("\t"):
+                pass  # "\tFILTER (QoS n)": the request; the next line has the result
+            elif current is not None and line.startswith(current + " "):
+                m = re.match(r"^(\d+) (.*)$", line[len(current) + 1:])
+                if m:
+                    subs.append((current, int(m.group(1)), m.group(2)))
+            else:
+                current = None
+        return subs
+
+
+# ----------------------------------------------------------------------------------------------
+# the relay under test
+
+
+LOG_LINE = re.compile(
+    r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (ERROR|WARN |INFO |DEBUG) \S.*?: ")
+
+
+class Relay:
+    """The mqtt-relay process with a generated configuration file (-c FILE). Its stdout and
+    stderr go to files (stderr holds the log lines tests assert on)."""
+
+    def __init__(self, t, relay=None, brokers=(), routes=(), name="relay", text=None):
+        self.t = t
+        self.name = name
+        self.dir = os.path.join(t.tmp, name)
+        os.makedirs(self.dir, exist_ok=True)
+        self.conf_path = os.path.join(self.dir, name + ".conf")
+        self.stderr_path = os.path.join(self.dir, "stderr.log")
+        self.stdout_path = os.path.join(self.dir, "stdout.log")
+        self.relay_cfg = dict(relay or {})
+        self.brokers = list(brokers)
+        self.routes = list(routes)
+        self.text = text if text is not None else relay_config_text(self.relay_cfg,
+                                                                     self.brokers, self.routes)
+        with open(self.conf_path, "w") as f:
+            f.write(self.text)
+        self.proc = None
+        self.starts = 0
+        self.env = None
+
+    @property
+    def id(self):
+        return self.relay_cfg.get("id")
+
+    def client_ids(self, broker_name):
+        """The client ids SPEC gives this relay's connections to broker_name."""
+        b = next(b for b in self.brokers if b["name"] == broker_name)
+        base = b.get("client_id", "%s-%s" % (self.id, broker_name))
+        n = b.get("connections", 1)
+        return [base] if n == 1 else ["%s-%d" % (base, i) for i in range(n)]
+
+    def start(self, args=(), env=None):
+        if self.proc is not None and self.proc.poll() is None:
+            raise RuntimeError("relay %s already running" % self.name)
+        self.starts += 1
+        with open(self.stderr_path, "ab") as ef, open(self.stdout_path, "ab") as of:
+            marker = ("---- relaytest: start %d ----\n" % self.starts).encode()
+            ef.write(marker)
+            ef.flush()
+            e = dict(os.environ)
+            e.update(env or self.env or {})
+            self.proc = subprocess.Popen(
+                [self.t.relay_bin, "-c", self.conf_path] + list(args),
+                stdin=subprocess.DEVNULL, stdout=of, stderr=ef, cwd=self.dir, env=e,
+                preexec_fn=_pdeathsig)
+        self.t._register(self)
+        return self
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stderr_text(self, current_only=False):
+        try:
+            with open(self.stderr_path, "rb") as f:
+                text = f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+        if current_only:
+            marker = "---- relaytest: start %d ----\n" % self.starts
+            i = text.rfind(marker)
+            if i >= 0:
+                text = text[i + len(marker):]
+        return text
+
+    def log_lines(self, current_only=False):
+        return [l for l in self.stderr_text(current_only).splitlines()
+                if not l.startswith("---- relaytest:")]
+
+    def check_alive(self):
+        if not self.running():
+            raise Failure("the relay exited (status %s) while the test needed it; its log:\n%s"
+                          % (self.proc.returncode if self.proc else None,
+                             tail(self.stderr_path)))
+
+    def stop(self, timeout=None, expect=0):
+        """SIGTERM, then a bounded wait for the exit; asserts the exit status (SPEC: 0 after a
+        clean shutdown, within drain_timeout plus a second: the bound here is looser)."""
+        if not self.running():
+            if self.proc is not None and expect is not None:
+                self.t.check(self.proc.returncode == expect,
+                             "relay exit status %s (expected %s)" % (self.proc.returncode,
+                                                                     expect))
+            return self.proc.returncode if self.proc else None
+        if timeout is None:
+            timeout = self.relay_cfg.get("drain_timeout", 5000) / 1000.0 + 10
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+            raise Failure("relay did not exit within %.0fs of SIGTERM" % timeout)
+        if expect is not None:
+            self.t.check(rc == expect, "relay exits %s after SIGTERM (got %s)" % (expect, rc))
+        return rc
+
+    def kill(self):
+        if self.running():
+            self.t.note("SIGKILL relay (pid %d)" % self.pid)
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def rss_kib(self):
+        """VmRSS of the relay from /proc/PID/status, in KiB (None once it is gone)."""
+        try:
+            with open("/proc/%d/status" % self.pid) as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1])
+        except (OSError, TypeError):
+            return None
+        return None
+
+    def wait_ready(self, routes_brokers, timeout=20):
+        """Bounded wait until the brokers' logs show the relay ready: every route's subscription
+        made on its source by every connection of that broker, and every connection of every
+        destination connected. routes_brokers: {broker name: Broker}. Then wait_ready returns the
+        run index used, for callers that look at logs later."""
+        def missing():
+            self.check_alive()
+            out = []
+            for r in self.routes:
+                src = routes_brokers[r["from"]]
+                dst = routes_brokers[r["to"]]
+                filt = r["filter"]
+                if "share" in r:
+                    filt = "%s/%s/%s" % ("$oshare" if r.get("ordered") else "$share",
+                                         r["share"], r["filter"])
+                subs = src.subscriptions()
+                for cid in self.client_ids(r["from"]):
+                    if not any(s[0] == cid and s[2] == filt for s in subs):
+                        out.append("%s: SUBSCRIBE %s from %s" % (src.name, filt, cid))
+                conn = dst.connected_ids()
+                for cid in self.client_ids(r["to"]):
+                    if cid not in conn:
+                        out.append("%s: connection from %s" % (dst.name, cid))
+            return out
+
+        left = []
+
+        def ready():
+            nonlocal left
+            left = missing()
+            return not left
+
+        if not wait_until(ready, timeout, 0.1):
+            raise Failure("relay not ready after %ss; the brokers' logs do not show: %s"
+                          % (timeout, "; ".join(sorted(set(left)))))
+        self.t.note("relay ready: the brokers' logs show its connections and subscriptions")
+
+
+# ----------------------------------------------------------------------------------------------
+# MQTT clients
+
+
+Msg = collections.namedtuple("Msg", "topic payload qos retain props dup")
+
+PROP_NAMES = ("UserProperty", "ContentType", "PayloadFormatIndicator", "ResponseTopic",
+              "CorrelationData", "MessageExpiryInterval", "SubscriptionIdentifier", "TopicAlias")
+
+
+def publish_props(**kw):
+    """MQTT 5 PUBLISH properties from keyword arguments named as paho names them
+    (UserProperty=[(k, v), ...], ContentType=..., CorrelationData=b'...', ...)."""
+    p = Properties(PacketTypes.PUBLISH)
+    for k, v in kw.items():
+        if k == "UserProperty":
+            for pair in v:
+                p.UserProperty = pair
+        else:
+            setattr(p, k, v)
+    return p
+
+
+def _props_dict(p):
+    if p is None:
+        return {}
+    d = {}
+    for n in PROP_NAMES:
+        if hasattr(p, n):
+            d[n] = getattr(p, n)
+    return d
+
+
+VERSIONS = {}
+if HAVE_PAHO:
+    VERSIONS = {"3.1": mqtt.MQTTv31, "3.1.1": mqtt.MQTTv311, "5": mqtt.MQTTv5}
+
+
+class Client:
+    """A paho client on a broker, with its network loop in a thread. Every received message is
+    kept (Msg: topic bytes, payload bytes, qos, retain, MQTT 5 properties as a dict, dup)."""
+
+    _n = 0
+
+    def __init__(self, t, broker, version="5", client_id=None, clean=True, keepalive=600,
+                 session_expiry=3600, max_inflight=100):
+        Client._n += 1
+        self.t = t
+        self.broker = broker
+        self.version = version
+        # MQTT 3.1 limits client ids to 23 characters.
+        self.client_id = client_id or "t%d-%d" % (os.getpid() % 100000, Client._n)
+        self.clean = clean
+        self.keepalive = keepalive
+        self.session_expiry = session_expiry
+        proto = VERSIONS[version]
+        if version == "5":
+            self.c = mqtt.Client(client_id=self.client_id, protocol=proto)
+        else:
+            self.c = mqtt.Client(client_id=self.client_id, protocol=proto, clean_session=clean)
+        self.c.max_inflight_messages_set(max_inflight)
+        self.c.max_queued_messages_set(0)
+        self.c.reconnect_delay_set(1, 2)
+        self.lock = threading.Lock()
+        self.messages = []
+        self.connected = threading.Event()
+        self.connects = 0
+        self.subacks = {}
+        self.subs = []  # (filter, qos, options) re-subscribed after a reconnect without session
+        self.pending = []  # MQTTMessageInfo of publishes
+        self.c.on_connect = self._on_connect
+        self.c.on_disconnect = self._on_disconnect
+        self.c.on_message = self._on_message
+        self.c.on_subscribe = self._on_subscribe
+        t._register(self)
+
+    # callbacks (paho's thread)
+    def _on_connect(self, c, u, flags, rc, props=None):
+        if rc == 0:
+            self.connects += 1
+            present = flags.get("session present", 0)
+            if self.connects > 1 and not present:
+                for f, q, o in self.subs:
+                    self._subscribe_raw(f, q, o)
+            self.connected.set()
+
+    def _on_disconnect(self, c, u, rc, props=None):
+        self.connected.clear()
+
+    def _on_message(self, c, u, m):
+        props = _props_dict(getattr(m, "properties", None)) if self.version == "5" else {}
+        msg = Msg(bytes(m._topic), bytes(m.payload), m.qos, bool(m.retain), props, bool(m.dup))
+        with self.lock:
+            self.messages.append(msg)
+
+    def _on_subscribe(self, c, u, mid, granted, props=None):
+        with self.lock:
+            self.subacks[mid] = granted
+
+    # API
+    def connect(self, timeout=15):
+        if self.version == "5":
+            cp = Properties(PacketTypes.CONNECT)
+            if not self.clean:
+                cp.SessionExpiryInterval = self.session_expiry
+            self.c.connect("127.0.0.1", self.broker.port, self.keepalive,
+                           clean_start=self.clean, properties=cp)
+        else:
+            self.c.connect("127.0.0.1", self.broker.port, self.keepalive)
+        self.c.loop_start()
+        if not self.connected.wait(timeout):
+            raise Failure("client %s: no CONNACK from broker %s within %ss"
+                          % (self.client_id, self.broker.name, timeout))
+        return self
+
+    def _subscribe_raw(self, filt, qos, opts):
+        if self.version == "5":
+            so = SubscribeOptions(qos=qos, **opts)
+            return self.c.subscribe(filt, options=so)
+        return self.c.subscribe(filt, qos)
+
+    def subscribe(self, filt, qos=2, timeout=15, **opts):
+        """Subscribes and waits for the SUBACK. opts (MQTT 5): retainAsPublished, noLocal,
+        retainHandling."""
+        rc, mid = self._subscribe_raw(filt, qos, opts)
+        if rc != mqtt.MQTT_ERR_SUCCESS:
+            raise Failure("client %s: SUBSCRIBE %s failed (%s)" % (self.client_id, filt, rc))
+        self.subs.append((filt, qos, opts))
+        if not wait_until(lambda: mid in self.subacks, timeout):
+            raise Failure("client %s: no SUBACK for %s" % (self.client_id, filt))
+        g = self.subacks[mid][0]
+        g = getattr(g, "value", g)
+        if g >= 0x80:
+            raise Failure("client %s: broker refused the subscription %s (0x%02x)"
+                          % (self.client_id, filt, g))
+        return self
+
+    def publish(self, topic, payload=b"", qos=0, retain=False, props=None):
+        """Queues a PUBLISH (non-blocking); wait_published() waits for the acknowledgements."""
+        info = self.c.publish(topic, payload, qos, retain,
+                              properties=props if self.version == "5" else None)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise Failure("client %s: publish to %r failed (rc %s)" % (self.client_id, topic,
+                                                                      info.rc))
+        self.pending.append(info)
+        return info
+
+    def wait_published(self, timeout=60):
+        """Bounded wait until every publish so far completed (PUBACK / PUBCOMP from the broker,
+        or written for QoS 0)."""
+        deadline = time.monotonic() + timeout
+        for info in self.pending:
+            while not info.is_published():
+                if time.monotonic() >= deadline:
+                    left = sum(1 for i in self.pending if not i.is_published())
+                    raise Failure("client %s: %d publishes not acknowledged by broker %s "
+                                  "within %ss" % (self.client_id, left, self.broker.name,
+                                                  timeout))
+                time.sleep(0.01)
+        self.pending = []
+
+    def received(self, pred=None):
+        with self.lock:
+            msgs = list(self.messages)
+        return [m for m in msgs if pred is None or pred(m)]
+
+    def count(self, pred=None):
+        return len(self.received(pred))
+
+    def clear(self):
+        with self.lock:
+            self.messages = []
+
+    def wait_for(self, pred_msgs, timeout):
+        """Bounded wait until pred_msgs(list of all received messages) is true."""
+        return wait_until(lambda: pred_msgs(self.received()), timeout)
+
+    def wait_reconnected(self, connects_before, timeout=20):
+        """Bounded wait until the client has connected again since connects was connects_before."""
+        return wait_until(lambda: self.connects > connects_before and self.connected.is_set(),
+                          timeout)
+
+    def disconnect(self):
+        try:
+            self.c.disconnect()
+        except Exception:
+            pass
+        try:
+            self.c.loop_stop()
+        except Exception:
+            pass
+
+    def stop(self):
+        self.disconnect()
+
+
+# ----------------------------------------------------------------------------------------------
+# delivery bookkeeping
+
+
+class Delivery:
+    """Compares what was published with what arrived: expected is a list of (topic bytes,
+    payload bytes) in publish order; got a list of Msg."""
+
+    def __init__(self, expected, got):
+        self.expected = list(expected)
+        self.got = list(got)
+        want = collections.Counter(self.expected)
+        have = collections.Counter((m.topic, m.payload) for m in self.got)
+        self.missing = [k for k in want if have[k] < want[k]]
+        self.unexpected = [k for k in have if k not in want]
+        self.duplicates = sum(max(0, have[k] - want[k]) for k in want)
+
+    def describe(self):
+        parts = ["%d expected, %d arrived" % (len(self.expected), len(self.got))]
+        if self.missing:
+            parts.append("%d missing, e.g. %s" % (
+                len(self.missing), ", ".join("%s %s" % (short(t), short(p, 30))
+                                             for t, p in self.missing[:5])))
+        if self.unexpected:
+            parts.append("%d unexpected (topic, payload), e.g. %s" % (
+                len(self.unexpected), ", ".join("%s %s" % (short(t), short(p, 30))
+                                                for t, p in self.unexpected[:5])))
+        parts.append("%d duplicates" % self.duplicates)
+        return "; ".join(parts)
+
+
+def first_occurrence_order(msgs):
+    """Payloads in the order of their first arrival (duplicates removed)."""
+    seen = set()
+    out = []
+    for m in msgs:
+        if m.payload not in seen:
+            seen.add(m.payload)
+            out.append(m.payload)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# the test context
+
+
+class Test:
+    def __init__(self, relay_bin, tmp, verbose=False):
+        self.relay_bin = relay_bin
+        self.tmp = tmp
+        self.verbose = verbose
+        self.things = []  # brokers, relays, clients: everything to stop at the end
+        self.checks = 0
+        self.section_name = None
+
+    def _register(self, thing):
+        if thing not in self.things:
+            self.things.append(thing)
+
+    # output
+    def say(self, msg):
+        print(msg, flush=True)
+
+    def note(self, msg):
+        print("   . " + msg, flush=True)
+
+    def section(self, name):
+        self.section_name = name
+        print("\n== %s" % name, flush=True)
+
+    def check(self, cond, what, detail=None):
+        """Records one check: prints 'ok - what' or raises Failure."""
+        self.checks += 1
+        if cond:
+            print("  ok - %s" % what, flush=True)
+            return
+        raise Failure("%s%s" % (what, ("\n     " + detail) if detail else ""))
+
+    # factories
+    def broker(self, name, **kw):
+        return Broker(self, name, **kw).start()
+
+    def relay(self, relay=None, brokers=(), routes=(), name="relay", start=True):
+        cfg = {"id": "itest", "log_level": "info", "drain_timeout": 2000}
+        cfg.update(relay or {})
+        r = Relay(self, cfg, brokers, routes, name)
+        return r.start() if start else r
+
+    def client(self, broker, version="5", **kw):
+        return Client(self, broker, version, **kw).connect()
+
+    def run_relay_once(self, conf_text, args, name, timeout=20, cwd=None):
+        """Runs the relay to completion with a configuration text: returns (status, stdout,
+        stderr). The file is written as NAME in a fresh directory, which is also the working
+        directory, so the file is named as NAME in messages."""
+        d = os.path.join(self.tmp, "once-" + name.replace("/", "_"))
+        os.makedirs(d, exist_ok=True)
+        path = os.path.join(d, name)
+        with open(path, "w") as f:
+            f.write(conf_text)
+        try:
+            p = subprocess.run([self.relay_bin, "-c", name] + list(args), cwd=cwd or d,
+                               stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout,
+                               preexec_fn=_pdeathsig)
+        except subprocess.TimeoutExpired:
+            raise Failure("mqtt-relay -c %s %s did not exit within %ss"
+                          % (name, " ".join(args), timeout))
+        return (p.returncode, p.stdout.decode("utf-8", "replace"),
+                p.stderr.decode("utf-8", "replace"))
+
+    def cleanup(self):
+        # Clients first (they would log reconnect noise), then relays, then brokers.
+        order = ([x for x in self.things if isinstance(x, Client)] +
+                 [x for x in self.things if isinstance(x, Relay)] +
+                 [x for x in self.things if isinstance(x, Broker)])
+        for x in order:
+            try:
+                if isinstance(x, Client):
+                    x.stop()
+                elif isinstance(x, (Relay, Broker)):
+                    if x.proc is not None and x.proc.poll() is None:
+                        try:
+                            os.kill(x.proc.pid, signal.SIGCONT)
+                        except OSError:
+                            pass
+                        x.proc.kill()
+                        x.proc.wait(10)
+            except Exception as e:  # keep cleaning up
+                print("cleanup: %s: %s" % (type(x).__name__, e), file=sys.stderr)
+
+    def dump_logs(self):
+        for x in self.things:
+            if isinstance(x, Relay):
+                print("\n---- relay %s: %s (last lines)" % (x.name, x.stderr_path))
+                print(tail(x.stderr_path, 60))
+            elif isinstance(x, Broker):
+                for p in x.log_paths:
+                    print("\n---- broker %s: %s (last lines)" % (x.name, p))
+                    print(tail(p, 30))
+
+
+def main(run, doc=None, needs_relay=True):
+    ap = argparse.ArgumentParser(description=(doc or "").strip().splitlines()[0] if doc else None)
+    ap.add_argument("--relay", required=needs_relay, help="path of the mqtt-relay binary")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args()
+
+    if shutil.which("mosquitto") is None:
+        for d in ("/usr/sbin", "/usr/local/sbin"):
+            if os.access(os.path.join(d, "mosquitto"), os.X_OK):
+                os.environ["PATH"] = os.environ.get("PATH", "") + ":" + d
+                break
+    if shutil.which("mosquitto") is None:
+        print("SKIP: mosquitto is not installed (apt-get install mosquitto)")
+        sys.exit(SKIP)
+    if not HAVE_PAHO:
+        print("SKIP: paho-mqtt is not importable from %s (apt-get install python3-paho-mqtt; "
+              "run with /usr/bin/python3)" % sys.executable)
+        sys.exit(SKIP)
+    relay_bin = os.path.abspath(args.relay) if args.relay else None
+    if needs_relay and not os.access(relay_bin, os.X_OK):
+        print("FAIL: the relay binary %s does not exist (build the mqtt-relay target)"
+              % relay_bin)
+        sys.exit(1)
+
+    tmp = tempfile.mkdtemp(prefix="relay-it-")
+    t = Test(relay_bin, tmp, args.verbose)
+    status = 1
+
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt("signal %d" % signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        print("# %s (relay %s, temp %s)" % (os.path.basename(sys.argv[0]), relay_bin, tmp),
+              flush=True)
+        run(t)
+        print("\nPASS: %d checks" % t.checks, flush=True)
+        status = 0
+    except Failure as e:
+        print("\nFAIL%s: %s" % (" [%s]" % t.section_name if t.section_name else "", e),
+              flush=True)
+        t.dump_logs()
+    except KeyboardInterrupt as e:
+        print("\nINTERRUPTED: %s" % e, flush=True)
+        t.dump_logs()
+    except Exception:
+        print("\nERROR in the test itself:", flush=True)
+        traceback.print_exc(file=sys.stdout)
+        t.dump_logs()
+    finally:
+        t.cleanup()
+        if args.keep or os.environ.get("RELAYTEST_KEEP"):
+            print("kept %s" % tmp)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    sys.stdout.flush()
+    sys.exit(status)
