@@ -1,0 +1,20 @@
+# Relay module unit tests (test/unit/test_<module>.c), included from test/CMakeLists.txt when the
+# relay is built. Each is one cmocka binary linked against relaycore, labelled `unit`.
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(RELAY_CMOCKA REQUIRED IMPORTED_TARGET cmocka)
+
+set(RELAY_UNIT_DIR ${CMAKE_CURRENT_LIST_DIR})
+
+# relay_unit_test(name [extra sources...]): builds test/unit/<name>.c into a cmocka binary.
+function(relay_unit_test name)
+  add_executable(${name} ${RELAY_UNIT_DIR}/${name}.c ${ARGN})
+  target_link_libraries(${name} PRIVATE relaycore PkgConfig::RELAY_CMOCKA)
+  target_compile_options(${name} PRIVATE ${RELAY_WARNINGS})
+  target_compile_definitions(${name} PRIVATE _GNU_SOURCE
+    RELAY_TEST_CONFIGS="${RELAY_UNIT_DIR}/configs")
+  add_test(NAME ${name} COMMAND ${name})
+  set_tests_properties(${name} PROPERTIES LABELS unit)
+endfunction()
+
+relay_unit_test(test_config)
+relay_unit_test(test_template)
