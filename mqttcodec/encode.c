@@ -157,8 +157,8 @@ static uint8_t *put_ack(uint8_t *o, uint8_t type, const struct mqc_ack *a, uint6
     return o;
 }
 
-int mqc_encode_ack(uint8_t type, const struct mqc_ack *a, uint8_t version, uint8_t *out,
-                   size_t cap, size_t *written)
+int mqc_encode_ack(uint8_t type, const struct mqc_ack *a, uint8_t version, uint8_t *out, size_t cap,
+                   size_t *written)
 {
     uint64_t rem;
     size_t size;
@@ -276,7 +276,7 @@ static int add_filter(uint64_t *r, const struct mqc_bytes *f)
 }
 
 /* A decoded payload (subs / filters NULL) is re-encoded from raw: walk it with the same rules
- * so a 5.0 payload cannot slip into a 3.x packet. */
+ * so a 5.0 payload cannot slip into a 3.x packet, and require count to match it. */
 static int subscribe_rem(const struct mqc_subscribe *s, uint8_t version, uint64_t *rem)
 {
     if (s->packet_id == 0)
@@ -305,7 +305,7 @@ static int subscribe_rem(const struct mqc_subscribe *s, uint8_t version, uint64_
                 return MQC_EINVAL;
             n++;
         }
-        if (rc != MQC_AGAIN)
+        if (rc != MQC_AGAIN || n != s->count)
             return MQC_EINVAL;
         r += s->raw.len;
     }
@@ -354,7 +354,7 @@ static int unsubscribe_rem(const struct mqc_unsubscribe *u, uint8_t version, uin
                 return MQC_EINVAL;
             n++;
         }
-        if (rc != MQC_AGAIN)
+        if (rc != MQC_AGAIN || n != u->count)
             return MQC_EINVAL;
         r += u->raw.len;
     }

@@ -105,8 +105,8 @@ uint8_t mqc_reason_code(int err)
 const char *mqc_type_name(int type)
 {
     static const char *const names[16] = {
-        "RESERVED", "CONNECT",  "CONNACK",     "PUBLISH",  "PUBACK",  "PUBREC",
-        "PUBREL",   "PUBCOMP",  "SUBSCRIBE",   "SUBACK",   "UNSUBSCRIBE", "UNSUBACK",
+        "RESERVED", "CONNECT",  "CONNACK",    "PUBLISH", "PUBACK",      "PUBREC",
+        "PUBREL",   "PUBCOMP",  "SUBSCRIBE",  "SUBACK",  "UNSUBSCRIBE", "UNSUBACK",
         "PINGREQ",  "PINGRESP", "DISCONNECT", "AUTH",
     };
     if (type < 0 || type > 15)

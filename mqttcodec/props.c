@@ -47,8 +47,7 @@ static const struct prop_def defs[0x2B] = {
     [MQC_PROP_RESPONSE_INFO] = {MQC_PT_UTF8, 0, X_CONNACK},
     [MQC_PROP_SERVER_REFERENCE] = {MQC_PT_UTF8, 0, X_CONNACK | X_DISCONNECT},
     [MQC_PROP_REASON_STRING] = {MQC_PT_UTF8, 0,
-                                X_CONNACK | X_ACKS | X_SUBACK | X_UNSUBACK | X_DISCONNECT |
-                                    X_AUTH},
+                                X_CONNACK | X_ACKS | X_SUBACK | X_UNSUBACK | X_DISCONNECT | X_AUTH},
     [MQC_PROP_RECEIVE_MAXIMUM] = {MQC_PT_U16, F_NONZERO, X_CONNECT | X_CONNACK},
     [MQC_PROP_TOPIC_ALIAS_MAXIMUM] = {MQC_PT_U16, 0, X_CONNECT | X_CONNACK},
     [MQC_PROP_TOPIC_ALIAS] = {MQC_PT_U16, F_NONZERO, X_PUBLISH},
