@@ -177,6 +177,393 @@ bool relay_tpl_overlaps(const struct relay_tpl *t, const char *src_filter,
                         const char *dst_filter);
 
 /* ======================================================================================== */
+/* window.c: credits, byte marks and token buckets (pure arithmetic, unit-tested)           */
+/* ======================================================================================== */
+
+/* One destination connection's window: at most `limit` unacknowledged PUBLISHes and a byte
+ * buffer with a high mark (pause the sources feeding it) and a low mark (resume them). */
+struct relay_window {
+    uint32_t limit;       /* min(max_inflight, peer's Receive Maximum) */
+    uint32_t inflight;    /* sent, not yet acknowledged */
+    uint64_t queued;      /* bytes waiting to be sent or acknowledged */
+    uint64_t high, low;   /* marks; low < high */
+    bool over;            /* above high, not yet back under low */
+};
+
+#define RELAY_WINDOW_HIGH (1024u * 1024u) /* default high mark, bytes */
+#define RELAY_WINDOW_LOW (256u * 1024u)   /* default low mark, bytes */
+
+void relay_window_init(struct relay_window *w, uint32_t limit, uint64_t high, uint64_t low);
+/* True when one more PUBLISH may be sent now. */
+bool relay_window_can_send(const struct relay_window *w);
+void relay_window_sent(struct relay_window *w);  /* a PUBLISH went out (QoS > 0) */
+void relay_window_acked(struct relay_window *w); /* its acknowledgement came back */
+/* Bytes enter / leave the buffer. Each returns +1 when the window just went over its high mark,
+ * -1 when it just came back under its low mark, 0 otherwise: the caller pauses or resumes the
+ * sources feeding it. */
+int relay_window_add(struct relay_window *w, uint64_t bytes);
+int relay_window_remove(struct relay_window *w, uint64_t bytes);
+/* QoS 0 messages are dropped (counted "qos0_overflow") past twice the high mark. */
+bool relay_window_qos0_room(const struct relay_window *w, uint64_t bytes);
+
+/* Token bucket: rate per second, burst of one second's worth; rate 0 = unlimited. */
+struct relay_bucket {
+    uint64_t rate;
+    uint64_t tokens; /* scaled by 1000 (milli-tokens) for sub-token precision */
+    uint64_t last_ms;
+};
+void relay_bucket_init(struct relay_bucket *b, uint64_t rate, uint64_t now_ms);
+/* Takes n tokens if available (refilling first): true. Otherwise false and *ready_ms is when
+ * they will be. A request larger than the burst is allowed once the bucket is full. */
+bool relay_bucket_take(struct relay_bucket *b, uint64_t n, uint64_t now_ms, uint64_t *ready_ms);
+
+/* ======================================================================================== */
+/* Messages and sessions                                                                     */
+/* ======================================================================================== */
+
+enum relay_drop {
+    RELAY_DROP_LOOP = 0,
+    RELAY_DROP_EXPIRED,
+    RELAY_DROP_TOO_LARGE,
+    RELAY_DROP_BAD_TOPIC,
+    RELAY_DROP_QOS0_OVERFLOW,
+    RELAY_DROP_REJECTED, /* the destination refused it (PUBACK/PUBREC reason code >= 0x80) */
+    RELAY_DROP__COUNT
+};
+const char *relay_drop_name(enum relay_drop d);
+
+/* Identifies one received QoS 1/2 message on its source session until it is acknowledged. */
+struct relay_in_ref {
+    uint32_t slot; /* index + 1; 0 = nothing to acknowledge */
+    uint32_t gen;  /* the slot's generation when the message arrived */
+};
+
+struct relay_conn;
+
+/* One outgoing PUBLISH, encoded once for its destination; resent from these bytes after a
+ * reconnect (DUP set). Owned by the destination session's queues until done. */
+struct relay_msg {
+    struct relay_msg *next, *prev;
+    struct relay_conn *src;   /* the connection to acknowledge once delivered, or NULL */
+    struct relay_in_ref ref;
+    uint32_t src_epoch;       /* src's link epoch when received (orphans: see relay.c) */
+    uint32_t route;           /* route index, for the counters */
+    uint64_t t_in_ms;         /* when the source message arrived */
+    uint64_t sent_ms;         /* when last written */
+    uint32_t expiry;          /* Message Expiry Interval as received, seconds; 0 = none */
+    uint32_t expiry_off;      /* offset of its 4 value bytes in data; 0 = none */
+    uint32_t pid_off;         /* offset of the packet identifier; 0 for QoS 0 */
+    uint32_t len;             /* bytes in data */
+    uint16_t pid;             /* 0 until it enters the window */
+    uint8_t qos;
+    uint8_t state;            /* session.c's */
+    uint8_t data[];
+};
+
+/* One subscription a session makes after each CONNACK. */
+struct relay_sub {
+    const char *filter; /* as sent ("$share/g/f" included) */
+    uint8_t options;    /* QoS and MQTT 5 flags */
+    uint32_t sub_id;    /* MQTT 5 Subscription Identifier, 0 = none */
+};
+
+struct relay_session_cfg {
+    uint8_t version;
+    bool try_bridge;        /* 3.x: set the bridge bit (falls back when refused) */
+    const char *client_id;
+    const char *username;
+    const char *password;
+    size_t password_len;
+    uint16_t keepalive;
+    bool clean_start;
+    uint32_t session_expiry;
+    uint16_t receive_maximum; /* advertised; also the cap on held QoS 1/2 messages */
+    uint32_t max_packet_size; /* advertised; larger packets are refused */
+    uint16_t max_inflight;    /* 0 = peer's Receive Maximum (5.0) or 20 (3.x) */
+    uint32_t ack_timeout_ms;
+    uint64_t rate_bytes, rate_messages;
+    const char *will_topic;   /* status topic: Will "offline", "online" published once up */
+};
+
+struct relay_session;
+
+/* What a session reports to its owner (relay.c). */
+struct relay_session_hooks {
+    /* CONNACK accepted. */
+    void (*up)(struct relay_session *s, bool session_present, uint64_t now_ms);
+    /* A PUBLISH arrived. ref.slot == 0 for QoS 0. Returns how many destinations took it: for
+     * QoS 1/2 the owner then calls relay_session_in_done(s, ref) once per destination as each
+     * finishes, and the acknowledgement goes when all have (at once when 0). A negative return
+     * holds the message unacknowledged for as long as this link lives (shutting down: the broker
+     * redelivers it). p borrows from the receive buffer: valid during the call only. */
+    int (*publish)(struct relay_session *s, const struct mqc_publish *p, struct relay_in_ref ref,
+                   uint64_t now_ms);
+    /* An outgoing message is finished: delivered (drop < 0) or dropped for reason drop. The
+     * owner completes its source and frees m. */
+    void (*done)(struct relay_session *s, struct relay_msg *m, int drop, uint64_t now_ms);
+    /* A subscription was refused (reason >= 0x80) or granted. */
+    void (*suback)(struct relay_session *s, const struct relay_sub *sub, uint8_t code);
+    /* Held QoS 1/2 messages from this session reached / left the cap: pause / resume rx. */
+    void (*rx_full)(struct relay_session *s, bool full);
+    /* The window's byte buffer went over its high mark (+1) or back under its low mark (-1):
+     * the owner pauses / resumes the sources feeding this session. */
+    void (*window)(struct relay_session *s, int transition);
+};
+
+enum relay_session_state {
+    RELAY_SS_DOWN = 0,  /* no link */
+    RELAY_SS_CONNECTING,/* CONNECT queued/sent, waiting for CONNACK */
+    RELAY_SS_SUBSCRIBING, /* CONNACK in, waiting for SUBACKs */
+    RELAY_SS_UP,        /* publishing */
+    RELAY_SS_CLOSING,   /* DISCONNECT queued; the link closes once it is written */
+};
+
+struct relay_in_slot {
+    uint16_t pid;
+    uint8_t qos;
+    uint8_t state;   /* free, waiting, done (ack queued after earlier ones), await PUBREL */
+    uint32_t pending;/* not used by session.c: owner's count of destinations */
+    uint32_t gen;
+};
+
+struct relay_session {
+    const struct relay_session_cfg *cfg;
+    const struct relay_session_hooks *hooks;
+    void *owner;
+    struct relay_log *log;
+    const char *who;
+    enum relay_session_state state;
+    bool bridge_refused;  /* the broker refused the bridge bit: connect without it */
+    bool rx_paused;       /* the owner paused reading (keepalive / ack timeouts suspended) */
+    bool rx_full;         /* held messages at the cap */
+
+    /* receive side */
+    uint8_t *rx;          /* unprocessed bytes (a partial packet, or packets deferred) */
+    size_t rx_len, rx_cap;
+
+    /* control bytes to send (CONNECT, SUBSCRIBE, acks, PUBREL, PINGREQ, DISCONNECT) */
+    uint8_t *ctl;
+    size_t ctl_len, ctl_off, ctl_cap;
+
+    /* outgoing PUBLISHes */
+    struct relay_msg *pend_head, *pend_tail; /* waiting for window credit, in order */
+    struct relay_msg *fl_head, *fl_tail;     /* sent, waiting for PUBACK/PUBREC, in order */
+    struct relay_msg **slots;                /* by packet id - 1 (pid <= slots_cap) */
+    uint8_t *slot_state;                     /* free / publish / awaiting PUBCOMP */
+    uint16_t slots_cap, next_pid;
+    struct relay_msg *tx_msg;                /* partly written PUBLISH */
+    uint32_t tx_off;
+    struct relay_window win;
+    struct relay_bucket rate_bytes, rate_msgs;
+    uint64_t rate_ready_ms;                  /* pacing: no PUBLISH before this */
+    uint64_t retry_ready_ms;                 /* after a "busy" refusal: no PUBLISH before */
+
+    /* incoming QoS 1/2 messages held until their destinations acknowledge */
+    struct relay_in_slot *in;                /* receive_maximum slots */
+    uint16_t in_cap, in_used;
+    uint16_t *in_order;                      /* ring of slot indexes in arrival order */
+    uint16_t in_head, in_count;
+    uint16_t *in_free;                       /* stack of free slot indexes */
+    uint16_t in_nfree;
+
+    /* subscriptions in progress */
+    const struct relay_sub *subs;
+    size_t n_subs;
+    size_t sub_next;                         /* next subscription to send */
+    uint16_t sub_pending;                    /* SUBACKs still expected */
+    uint16_t sub_seq;                        /* rolling index into subq */
+    struct {
+        size_t first;                        /* its first subscription */
+        uint16_t n;                          /* filters in it; 0 = no SUBSCRIBE outstanding */
+    } *subq;                                 /* by SUBSCRIBE packet id - base */
+
+    /* what the broker said in CONNACK */
+    uint16_t peer_receive_max;
+    uint32_t peer_max_packet;
+    uint8_t peer_max_qos;
+    bool peer_retain;
+    bool peer_sub_ids;
+    bool peer_shared;
+    uint16_t keepalive;                      /* effective (Server Keep Alive wins) */
+    bool session_present;
+
+    /* timers */
+    uint64_t link_open_ms, last_tx_ms, last_rx_ms, ping_sent_ms, closing_ms;
+    bool ping_out;
+    bool in_feed;                            /* re-entrancy guard */
+    uint32_t epoch;                          /* link count, bumps on each close */
+    uint16_t *in_map;                        /* packet id -> incoming slot + 1 (65536 entries) */
+    char why[160];                           /* why the last link ended, for the owner's log */
+};
+
+/* Lifecycle. init keeps cfg/hooks/log/who pointers (they must outlive s). 0 or -ENOMEM. */
+int relay_session_init(struct relay_session *s, const struct relay_session_cfg *cfg,
+                       const struct relay_session_hooks *hooks, void *owner,
+                       struct relay_log *log, const char *who);
+/* Frees everything, queued messages included, without calling hooks (the owner is going away
+ * too). */
+void relay_session_cleanup(struct relay_session *s);
+
+/* The subscriptions to make after each CONNACK (kept by pointer). */
+void relay_session_set_subs(struct relay_session *s, const struct relay_sub *subs, size_t n);
+
+/* Link events. open queues CONNECT. feed: <0 = close the link now (a DISCONNECT with the reason
+ * code may have been queued: see relay_session_closing()). closed: the link is gone; in-flight
+ * messages go back to the head of the queue to be resent with DUP, held incoming messages are
+ * forgotten (the broker redelivers them), the QoS 2 exchanges resume on the next link. */
+int relay_session_open(struct relay_session *s, uint64_t now_ms);
+int relay_session_feed(struct relay_session *s, const uint8_t *in, size_t n, uint64_t now_ms);
+int relay_session_next_tx(struct relay_session *s, uint8_t *out, size_t cap, size_t *len,
+                          uint64_t now_ms);
+bool relay_session_wants_write(const struct relay_session *s, uint64_t now_ms);
+void relay_session_closed(struct relay_session *s, uint64_t now_ms);
+/* True once a DISCONNECT is queued: the owner closes the link when wants_write turns false. */
+bool relay_session_closing(const struct relay_session *s);
+/* Queues a DISCONNECT (reason code for 5.0) and enters CLOSING. */
+void relay_session_disconnect(struct relay_session *s, uint8_t reason, uint64_t now_ms);
+
+/* Timers: the next time tick must run (0 = none); tick returns <0 to close the link. */
+uint64_t relay_session_deadline(const struct relay_session *s);
+int relay_session_tick(struct relay_session *s, uint64_t now_ms);
+
+/* Queues an outgoing message (takes ownership; done() is called exactly once for it). */
+void relay_session_enqueue(struct relay_session *s, struct relay_msg *m, uint64_t now_ms);
+/* One destination of a held incoming message is finished; when all are, it is acknowledged (in
+ * arrival order). Stale refs (from an earlier link) are ignored. */
+void relay_session_in_done(struct relay_session *s, struct relay_in_ref ref, uint64_t now_ms);
+/* Removes the queued (never sent on the current link) messages for which pred is true, without
+ * calling done: used to forget messages whose source will redeliver them. Returns how many. */
+size_t relay_session_purge(struct relay_session *s, bool (*pred)(const struct relay_msg *m,
+                                                                  void *arg),
+                           void *arg);
+/* The owner paused / resumed reading the link. */
+void relay_session_set_rx_paused(struct relay_session *s, bool paused);
+/* Number of outgoing messages sent and not yet acknowledged (PUBACK/PUBREC/PUBCOMP). */
+uint32_t relay_session_unacked(const struct relay_session *s);
+/* Processes packets deferred while the held-message cap was reached. <0 = close. */
+int relay_session_resume_rx(struct relay_session *s, uint64_t now_ms);
+
+/* ======================================================================================== */
+/* relay.c / route.c / metrics.c: the running relay                                          */
+/* ======================================================================================== */
+
+#define RELAY_LATENCY_BUCKETS 14
+extern const double relay_latency_bounds[RELAY_LATENCY_BUCKETS]; /* seconds; +Inf implied */
+
+struct relay_broker;
+struct relay;
+
+/* A route as it runs. */
+struct relay_route {
+    const struct relay_route_config *cfg;
+    struct relay *r;
+    uint32_t index;
+    struct relay_tpl tpl;
+    char *sub_filter;               /* what is subscribed on the source */
+    const char *match;              /* the filter topics are matched against (share removed) */
+    size_t match_len;
+    struct relay_broker *from, *to;
+    bool props_lost_logged;         /* 5.0 properties lost toward a 3.x destination: said once */
+    /* counters */
+    uint64_t received, forwarded;
+    uint64_t dropped[RELAY_DROP__COUNT];
+};
+
+enum relay_conn_state { RELAY_CONN_IDLE = 0, RELAY_CONN_CONNECTING, RELAY_CONN_OPEN,
+                        RELAY_CONN_WAIT };
+
+struct relay_conn {
+    struct relay *r;
+    struct relay_broker *b;
+    uint32_t idx;
+    char who[96];                   /* "broker#idx" */
+    char client_id[128];
+    struct relay_session_cfg scfg;
+    struct relay_session s;
+    struct relay_sub *subs;         /* what this connection subscribes */
+    size_t n_subs;
+    void *link;                     /* the transport's */
+    enum relay_conn_state st;
+    uint64_t retry_at;
+    uint32_t backoff_ms;
+    uint64_t up_since;              /* CONNACK time of the current link, 0 = not up */
+    size_t url_idx;
+    uint32_t failures;              /* consecutive failed attempts */
+    bool rx_paused;                 /* what we asked the transport */
+    bool write_asked;
+    bool dirty;
+    bool close_asked;
+    /* counters */
+    uint64_t reconnects, bytes_sent, bytes_received;
+};
+
+struct relay_broker {
+    const struct relay_broker_config *cfg;
+    struct relay *r;
+    uint32_t index;
+    struct relay_conn *conns;
+    uint32_t n_conns;
+    uint32_t n_over;                /* connections whose window is over the high mark */
+    struct relay_route **from;      /* routes reading from this broker */
+    size_t n_from;
+    struct relay_broker **feeds;    /* brokers this one's routes write to (distinct) */
+    size_t n_feeds;
+};
+
+struct relay {
+    const struct relay_config *cfg;
+    struct relay_log *log;
+    const struct relay_io *io;
+    struct relay_broker *brokers;
+    size_t n_brokers;
+    struct relay_route *routes;
+    size_t n_routes;
+    uint8_t *scratch;               /* topic + properties of the message being built */
+    size_t scratch_cap;
+    struct relay_conn **dirty;      /* connections to sync with the transport */
+    size_t n_dirty, dirty_cap;
+    uint64_t rng;
+    uint64_t next_wake;
+    bool stopping;
+    uint64_t stop_deadline;
+    bool finished;
+    /* counters */
+    uint64_t latency_count;
+    double latency_sum;
+    uint64_t latency_buckets[RELAY_LATENCY_BUCKETS];
+};
+
+/* Builds the running relay from cfg (kept by pointer: it must outlive r). 0, or -ENOMEM /
+ * -EINVAL with a message in err. */
+int relay_new(const struct relay_config *cfg, struct relay_log *log, const struct relay_io *io,
+              struct relay **out, char *err, size_t errlen);
+void relay_free(struct relay *r);
+/* Starts connecting every connection. */
+void relay_start(struct relay *r, uint64_t now_ms);
+/* SIGINT/SIGTERM: stop taking messages, wait up to drain_timeout for acknowledgements, send
+ * DISCONNECT, close. relay_finished() turns true when every link is closed. */
+void relay_stop(struct relay *r, uint64_t now_ms);
+bool relay_finished(const struct relay *r);
+/* Sync every touched connection with the transport (write interest, rx pause, timer). Called
+ * at the end of every core entry point; idempotent. */
+void relay_flush(struct relay *r, uint64_t now_ms);
+void relay_mark(struct relay_conn *c);
+
+/* route.c: forwards one received PUBLISH along the routes from src. Returns the number of
+ * messages queued that will report back (relay_session_hooks.publish's contract). */
+int relay_route_forward(struct relay *r, struct relay_conn *src, const struct mqc_publish *p,
+                        struct relay_in_ref ref, uint64_t now_ms);
+/* Initialises / releases the runtime part of each route. */
+int relay_routes_init(struct relay *r, char *err, size_t errlen);
+void relay_routes_cleanup(struct relay *r);
+
+/* metrics.c: the Prometheus text of /metrics into a malloc'ed buffer. */
+int relay_metrics_render(const struct relay *r, char **body, size_t *len);
+/* true when every broker has at least one connection up (/healthz) */
+bool relay_healthy(const struct relay *r);
+void relay_latency_observe(struct relay *r, uint64_t ms);
+
+/* ======================================================================================== */
 /* log.c: one line per event on stderr                                                      */
 /* ======================================================================================== */
 
@@ -280,6 +667,9 @@ struct relay_transport_opts {
 int relay_transport_new(const struct relay_transport_opts *o, struct relay_transport **out,
                         char *err, size_t errlen);
 void relay_transport_free(struct relay_transport *t);
+/* The core is created after the transport (it needs the io table): this sets the pointer passed
+ * to relay_core_tick() / relay_core_http(), replacing opts->core. */
+void relay_transport_set_core(struct relay_transport *t, void *core);
 /* The io table for the core; valid as long as t. */
 const struct relay_io *relay_transport_io(struct relay_transport *t);
 /* Runs the event loop once (waits at most timeout_ms); returns <0 on a fatal error. */

@@ -1,0 +1,138 @@
+/* main.c: the command line, signals and the service loop. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "relay.h"
+
+static volatile sig_atomic_t stop;
+
+static void on_signal(int sig)
+{
+    stop = sig;
+}
+
+static void usage(FILE *f)
+{
+    fputs("usage: mqtt-relay -c FILE            run with the configuration FILE\n"
+          "       mqtt-relay -c FILE --check    validate FILE, print the resolved plan, exit\n"
+          "       mqtt-relay --from-mosquitto FILE\n"
+          "                                     print an mqtt-relay configuration equivalent to\n"
+          "                                     the bridges in a Mosquitto configuration\n"
+          "       mqtt-relay --version | --help\n",
+          f);
+}
+
+static void install_signals(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    /* no SA_RESTART: the signal interrupts the event loop's poll() so the loop sees it */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+}
+
+static int run(const struct relay_config *cfg)
+{
+    struct relay_log log;
+    struct relay_transport *t = NULL;
+    struct relay *r = NULL;
+    struct relay_transport_opts topts = {0};
+    char err[512];
+    int rc;
+    uint64_t now;
+
+    relay_log_init(&log, cfg->log_level);
+    install_signals();
+    topts.metrics_host = cfg->metrics_host;
+    topts.metrics_port = cfg->metrics_port;
+    topts.log_level = cfg->log_level;
+    /* the core pointer is set once the relay exists; the transport keeps opts by value */
+    rc = relay_transport_new(&topts, &t, err, sizeof(err));
+    if (rc) {
+        relay_log(&log, RELAY_LOG_ERROR, NULL, "%s", err);
+        return 2;
+    }
+    rc = relay_new(cfg, &log, relay_transport_io(t), &r, err, sizeof(err));
+    if (rc) {
+        relay_log(&log, RELAY_LOG_ERROR, NULL, "%s: %s", cfg->path, err);
+        relay_transport_free(t);
+        return rc == -EINVAL ? 1 : 2;
+    }
+    relay_transport_set_core(t, r);
+    relay_log(&log, RELAY_LOG_INFO, NULL, "mqtt-relay %s starting as \"%s\": %zu brokers, %zu routes",
+              RELAY_VERSION_STRING, cfg->id, cfg->n_brokers, cfg->n_routes);
+    relay_start(r, relay_now_ms());
+    while (!relay_finished(r)) {
+        now = relay_now_ms();
+        if (stop) {
+            relay_stop(r, now);
+            if (now > r->stop_deadline + 2000u) {
+                relay_log(&log, RELAY_LOG_WARN, NULL, "links did not close in time; exiting");
+                break;
+            }
+        }
+        if (relay_transport_service(t, 1000) < 0) {
+            relay_log(&log, RELAY_LOG_ERROR, NULL, "event loop failed");
+            relay_free(r);
+            relay_transport_free(t);
+            return 2;
+        }
+    }
+    relay_log(&log, RELAY_LOG_INFO, NULL, "stopped");
+    relay_transport_free(t);
+    relay_free(r);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *file = NULL;
+    bool check = false;
+    struct relay_config cfg;
+    char err[1024];
+    int rc;
+
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-c") && i + 1 < argc) {
+            file = argv[++i];
+        } else if (!strcmp(argv[i], "--check")) {
+            check = true;
+        } else if (!strcmp(argv[i], "--version")) {
+            printf("mqtt-relay %s\n", RELAY_VERSION_STRING);
+            return 0;
+        } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            return 0;
+        } else {
+            fprintf(stderr, "mqtt-relay: unexpected argument \"%s\"\n", argv[i]);
+            usage(stderr);
+            return 1;
+        }
+    }
+    if (!file) {
+        usage(stderr);
+        return 1;
+    }
+    memset(&cfg, 0, sizeof(cfg));
+    rc = relay_config_load(file, &cfg, err, sizeof(err));
+    if (rc) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    if (check) {
+        relay_config_print_plan(&cfg, stdout);
+        relay_config_cleanup(&cfg);
+        return 0;
+    }
+    rc = run(&cfg);
+    relay_config_cleanup(&cfg);
+    return rc;
+}

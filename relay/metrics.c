@@ -1,0 +1,144 @@
+/* metrics.c: the counters' Prometheus text (GET /metrics) and the health answer (/healthz).
+ * The counters live in the relay's own structures; this file only reads them. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "relay.h"
+
+const double relay_latency_bounds[RELAY_LATENCY_BUCKETS] = {
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+
+void relay_latency_observe(struct relay *r, uint64_t ms)
+{
+    double s = (double)ms / 1000.0;
+
+    r->latency_count++;
+    r->latency_sum += s;
+    for (size_t i = 0; i < RELAY_LATENCY_BUCKETS; i++)
+        if (s <= relay_latency_bounds[i])
+            r->latency_buckets[i]++;
+}
+
+static bool conn_up(const struct relay_conn *c)
+{
+    return c->st == RELAY_CONN_OPEN && c->s.state >= RELAY_SS_SUBSCRIBING &&
+           c->s.state != RELAY_SS_CLOSING;
+}
+
+bool relay_healthy(const struct relay *r)
+{
+    for (size_t i = 0; i < r->n_brokers; i++) {
+        bool any = false;
+
+        for (uint32_t j = 0; j < r->brokers[i].n_conns; j++)
+            any |= conn_up(&r->brokers[i].conns[j]);
+        if (!any)
+            return false;
+    }
+    return true;
+}
+
+/* A label value with \, " and newline escaped as the text format requires. */
+static void label(FILE *f, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '\\' || *s == '"')
+            fputc('\\', f);
+        if (*s == '\n') {
+            fputs("\\n", f);
+            continue;
+        }
+        fputc(*s, f);
+    }
+}
+
+static void head(FILE *f, const char *name, const char *type, const char *help)
+{
+    fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void route_counter(FILE *f, const struct relay *r, const char *name, const char *help,
+                          int which)
+{
+    head(f, name, "counter", help);
+    for (size_t i = 0; i < r->n_routes; i++) {
+        const struct relay_route *rt = &r->routes[i];
+        const struct relay_broker *b = which ? rt->to : rt->from;
+
+        fprintf(f, "%s{route=\"", name);
+        label(f, rt->cfg->name);
+        fprintf(f, "\",broker=\"%s\"} %llu\n", b->cfg->name,
+                (unsigned long long)(which ? rt->forwarded : rt->received));
+    }
+}
+
+typedef double (*conn_value)(const struct relay_conn *c);
+
+static double v_inflight(const struct relay_conn *c) { return relay_session_unacked(&c->s); }
+static double v_queued(const struct relay_conn *c) { return (double)c->s.win.queued; }
+static double v_up(const struct relay_conn *c) { return conn_up(c) ? 1 : 0; }
+static double v_reconnects(const struct relay_conn *c) { return (double)c->reconnects; }
+static double v_sent(const struct relay_conn *c) { return (double)c->bytes_sent; }
+static double v_received(const struct relay_conn *c) { return (double)c->bytes_received; }
+static double v_paused(const struct relay_conn *c) { return c->rx_paused ? 1 : 0; }
+
+static void conn_metric(FILE *f, const struct relay *r, const char *name, const char *type,
+                        const char *help, conn_value v)
+{
+    head(f, name, type, help);
+    for (size_t i = 0; i < r->n_brokers; i++)
+        for (uint32_t j = 0; j < r->brokers[i].n_conns; j++)
+            fprintf(f, "%s{broker=\"%s\",conn=\"%u\"} %.17g\n", name, r->brokers[i].cfg->name,
+                    j, v(&r->brokers[i].conns[j]));
+}
+
+int relay_metrics_render(const struct relay *r, char **body, size_t *len)
+{
+    FILE *f = open_memstream(body, len);
+
+    if (!f)
+        return -ENOMEM;
+    route_counter(f, r, "mqtt_relay_messages_received_total",
+                  "Messages received from the source broker, per route.", 0);
+    route_counter(f, r, "mqtt_relay_messages_forwarded_total",
+                  "Messages delivered to the destination broker (acknowledged for QoS 1/2).", 1);
+    head(f, "mqtt_relay_messages_dropped_total", "counter",
+         "Messages not forwarded, per route and reason.");
+    for (size_t i = 0; i < r->n_routes; i++) {
+        for (int d = 0; d < RELAY_DROP__COUNT; d++) {
+            fputs("mqtt_relay_messages_dropped_total{route=\"", f);
+            label(f, r->routes[i].cfg->name);
+            fprintf(f, "\",reason=\"%s\"} %llu\n", relay_drop_name((enum relay_drop)d),
+                    (unsigned long long)r->routes[i].dropped[d]);
+        }
+    }
+    conn_metric(f, r, "mqtt_relay_inflight", "gauge",
+                "PUBLISHes sent to the broker and not yet acknowledged.", v_inflight);
+    conn_metric(f, r, "mqtt_relay_queued_bytes", "gauge",
+                "Bytes of messages waiting for this connection (sent or not, unacknowledged).",
+                v_queued);
+    conn_metric(f, r, "mqtt_relay_connection_up", "gauge",
+                "1 when the connection is up (CONNACK received).", v_up);
+    conn_metric(f, r, "mqtt_relay_rx_paused", "gauge",
+                "1 while reading from this connection is paused (backpressure).", v_paused);
+    conn_metric(f, r, "mqtt_relay_reconnects_total", "counter",
+                "Links lost after being established.", v_reconnects);
+    conn_metric(f, r, "mqtt_relay_bytes_sent_total", "counter", "Bytes written to the broker.",
+                v_sent);
+    conn_metric(f, r, "mqtt_relay_bytes_received_total", "counter",
+                "Bytes read from the broker.", v_received);
+    head(f, "mqtt_relay_forward_latency_seconds", "histogram",
+         "From a message's arrival to its delivery (acknowledgement for QoS 1/2).");
+    for (size_t i = 0; i < RELAY_LATENCY_BUCKETS; i++)
+        fprintf(f, "mqtt_relay_forward_latency_seconds_bucket{le=\"%g\"} %llu\n",
+                relay_latency_bounds[i], (unsigned long long)r->latency_buckets[i]);
+    fprintf(f, "mqtt_relay_forward_latency_seconds_bucket{le=\"+Inf\"} %llu\n",
+            (unsigned long long)r->latency_count);
+    fprintf(f, "mqtt_relay_forward_latency_seconds_sum %.6f\n", r->latency_sum);
+    fprintf(f, "mqtt_relay_forward_latency_seconds_count %llu\n",
+            (unsigned long long)r->latency_count);
+    if (fclose(f) != 0)
+        return -ENOMEM;
+    return 0;
+}
