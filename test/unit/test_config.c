@@ -848,9 +848,9 @@ static void test_limits(void **state)
     free(text);
 
     size_t big = 70000;
-    text = malloc(big + 200);
+    text = malloc(big + 1000);
     assert_non_null(text);
-    o = (size_t)snprintf(text, big + 200, BASE "routes = ( { from = \"edge\"; to = \"bifromq\";\n"
+    o = (size_t)snprintf(text, 800, BASE "routes = ( { from = \"edge\"; to = \"bifromq\";\n"
                                                 "  filter = \"");
     memset(text + o, 'a', big);
     o += big;
