@@ -736,13 +736,82 @@ static void publish_pid_off(void **state)
     assert_int_equal(d.qos, 2);
 }
 
+/* The relay decodes on one link and encodes on another, often of another version: a decoded
+ * packet re-encodes for the other version, or is refused (MQC_EINVAL) when it carries what
+ * that version cannot hold. */
+static void cross_version(void **state)
+{
+    (void)state;
+    uint8_t in[64], out[64];
+    size_t n, w = 0;
+    struct mqc_packet pkt;
+
+    /* 3.1.1 PUBLISH -> 5.0: a Property Length 0 appears after the packet id */
+    n = mqt_hex("32 09 00 03 61 2f 62 00 0a 68 69", in, sizeof in);
+    assert_err(mqc_decode(in, n, MQC_V311, &pkt), MQC_OK);
+    assert_err(mqc_encode(&pkt, MQC_V5, out, sizeof out, &w), MQC_OK);
+    uint8_t want5[64];
+    size_t n5 = mqt_hex("32 0a 00 03 61 2f 62 00 0a 00 68 69", want5, sizeof want5);
+    assert_int_equal(w, n5);
+    assert_memory_equal(out, want5, n5);
+    /* ... and back to 3.1 */
+    assert_err(mqc_decode(out, w, MQC_V5, &pkt), MQC_OK);
+    assert_err(mqc_encode(&pkt, MQC_V31, out, sizeof out, &w), MQC_OK);
+    assert_int_equal(w, n);
+    assert_memory_equal(out, in, n);
+
+    /* 5.0 PUBLISH with properties -> 3.1.1: refused until the properties are dropped */
+    n = mqt_hex("32 0c 00 03 61 2f 62 00 0a 02 01 01 68 69", in, sizeof in);
+    assert_err(mqc_decode(in, n, MQC_V5, &pkt), MQC_OK);
+    memset(out, 0xEE, sizeof out);
+    assert_err(mqc_encode(&pkt, MQC_V311, out, sizeof out, &w), MQC_EINVAL);
+    assert_int_equal(out[0], 0xEE);
+    pkt.u.publish.props.len = 0;
+    assert_err(mqc_encode(&pkt, MQC_V311, out, sizeof out, &w), MQC_OK);
+    assert_int_equal(w, 11);
+    assert_memory_equal(out,
+                        "\x32\x09\x00\x03"
+                        "a/b\x00\x0a"
+                        "hi",
+                        11);
+
+    /* 3.1.1 SUBSCRIBE (decoded: raw entries) -> 5.0 */
+    n = mqt_hex("82 0e 00 0a 00 03 61 2f 62 01 00 03 63 2f 64 02", in, sizeof in);
+    assert_err(mqc_decode(in, n, MQC_V311, &pkt), MQC_OK);
+    assert_err(mqc_encode(&pkt, MQC_V5, out, sizeof out, &w), MQC_OK);
+    n5 = mqt_hex("82 0f 00 0a 00 00 03 61 2f 62 01 00 03 63 2f 64 02", want5, sizeof want5);
+    assert_int_equal(w, n5);
+    assert_memory_equal(out, want5, n5);
+
+    /* 5.0 SUBSCRIBE with No Local (decoded: raw entries) -> 3.1.1: the option cannot go */
+    n = mqt_hex("82 07 00 0a 00 00 01 61 05", in, sizeof in);
+    assert_err(mqc_decode(in, n, MQC_V5, &pkt), MQC_OK);
+    assert_err(mqc_size(&pkt, MQC_V311, &w), MQC_EINVAL);
+    assert_err(mqc_encode(&pkt, MQC_V311, out, sizeof out, &w), MQC_EINVAL);
+
+    /* 5.0 PUBACK with a reason code -> 3.1.1: refused; code 0 short form -> 3.1.1 fine */
+    n = mqt_hex("40 03 00 0a 10", in, sizeof in);
+    assert_err(mqc_decode(in, n, MQC_V5, &pkt), MQC_OK);
+    assert_err(mqc_encode(&pkt, MQC_V311, out, sizeof out, &w), MQC_EINVAL);
+    n = mqt_hex("40 04 00 0a 00 00", in, sizeof in);
+    assert_err(mqc_decode(in, n, MQC_V5, &pkt), MQC_OK);
+    assert_err(mqc_encode(&pkt, MQC_V311, out, sizeof out, &w), MQC_OK);
+    assert_int_equal(w, 4);
+    assert_memory_equal(out, "\x40\x02\x00\x0a", 4);
+
+    /* 5.0 PUBLISH with an empty topic (Topic Alias) cannot go to 3.1.1 even without props */
+    n = mqt_hex("30 08 00 00 03 23 00 05 68 69", in, sizeof in);
+    assert_err(mqc_decode(in, n, MQC_V5, &pkt), MQC_OK);
+    pkt.u.publish.props.len = 0;
+    assert_err(mqc_encode(&pkt, MQC_V311, out, sizeof out, &w), MQC_EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(largest_size),
-        cmocka_unit_test(ack_types),
-        cmocka_unit_test(ack_forms),
-        cmocka_unit_test(publish_pid_off),
+        cmocka_unit_test(largest_size),  cmocka_unit_test(ack_types),
+        cmocka_unit_test(ack_forms),     cmocka_unit_test(publish_pid_off),
+        cmocka_unit_test(cross_version),
     };
     int failed = mqt_run_table("encode exact bytes", cases, sizeof cases / sizeof cases[0],
                                sizeof cases[0], case_name, run_case);

@@ -150,12 +150,70 @@ static void two_byte_table(void **state)
         }
 }
 
+/* A reference decoder for one sequence of exactly n bytes (Unicode Table 3-7 "Well-Formed
+ * UTF-8 Byte Sequences"): valid exactly when it is one well-formed character other than
+ * U+0000. */
+static int reference(const uint8_t *s, size_t n)
+{
+    uint8_t a = s[0];
+    if (n == 1)
+        return a >= 0x01 && a <= 0x7F;
+    if (n == 2)
+        return a >= 0xC2 && a <= 0xDF && s[1] >= 0x80 && s[1] <= 0xBF;
+    if (n == 3) {
+        uint8_t lo = 0x80, hi = 0xBF;
+        if (a == 0xE0)
+            lo = 0xA0;
+        else if (a == 0xED)
+            hi = 0x9F;
+        else if (a < 0xE1 || a > 0xEF)
+            return 0;
+        return s[1] >= lo && s[1] <= hi && s[2] >= 0x80 && s[2] <= 0xBF;
+    }
+    return 0;
+}
+
+/* Every 3-byte string: the checker agrees with the reference. A 3-byte string is also valid
+ * when it is three ASCII characters, an ASCII + 2-byte pair, or a 2-byte pair + ASCII. */
+static void three_byte_table(void **state)
+{
+    (void)state;
+    for (unsigned x = 0; x < 0x1000000; x++) {
+        uint8_t s[3] = {(uint8_t)(x >> 16), (uint8_t)(x >> 8), (uint8_t)x};
+        int want =
+            reference(s, 3) || (reference(s, 1) && reference(s + 1, 1) && reference(s + 2, 1)) ||
+            (reference(s, 1) && reference(s + 1, 2)) || (reference(s, 2) && reference(s + 2, 1));
+        int got = mqc_utf8_check(s, 3) == MQC_OK;
+        if (got != want)
+            fail_msg("%02X %02X %02X: got %d, expected %d", s[0], s[1], s[2], got, want);
+    }
+}
+
+/* 4-byte sequences: every lead byte with every second byte (the byte whose range depends on
+ * the lead), the last two bytes fixed valid or invalid. */
+static void four_byte_table(void **state)
+{
+    (void)state;
+    static const uint8_t tails[][2] = {{0x80, 0x80}, {0xBF, 0xBF}, {0x80, 0x7F}, {0xC0, 0x80}};
+    for (unsigned a = 0xF0; a <= 0xFF; a++)
+        for (unsigned b = 0; b <= 0xFF; b++)
+            for (size_t t = 0; t < 4; t++) {
+                uint8_t s[4] = {(uint8_t)a, (uint8_t)b, tails[t][0], tails[t][1]};
+                uint8_t lo = a == 0xF0 ? 0x90 : 0x80, hi = a == 0xF4 ? 0x8F : 0xBF;
+                int want = a <= 0xF4 && b >= lo && b <= hi && t < 2;
+                int got = mqc_utf8_check(s, 4) == MQC_OK;
+                if (got != want)
+                    fail_msg("%02X %02X %02X %02X: got %d, expected %d", s[0], s[1], s[2], s[3],
+                             got, want);
+            }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(cut_by_len),
-        cmocka_unit_test(code_point_sweep),
-        cmocka_unit_test(two_byte_table),
+        cmocka_unit_test(cut_by_len),      cmocka_unit_test(code_point_sweep),
+        cmocka_unit_test(two_byte_table),  cmocka_unit_test(three_byte_table),
+        cmocka_unit_test(four_byte_table),
     };
     int failed =
         mqt_run_table("utf8 cases [MQTT-1.5.4-1/2/3]", cases, sizeof cases / sizeof cases[0],
