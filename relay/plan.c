@@ -1,0 +1,261 @@
+/*
+ * plan.c: the resolved plan `mqtt-relay -c FILE --check` prints for operators: what the relay
+ * will connect to, with which client ids, what each route subscribes and how a topic maps.
+ * Never prints a password.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "relay.h"
+
+static const char *version_name(uint8_t v)
+{
+    return v == MQC_V31 ? "MQTT 3.1" : v == MQC_V311 ? "MQTT 3.1.1" : "MQTT 5";
+}
+
+static const char *scheme_note(enum relay_scheme s)
+{
+    switch (s) {
+    case RELAY_MQTTS:
+        return "TCP + TLS";
+    case RELAY_WS:
+        return "WebSocket";
+    case RELAY_WSS:
+        return "WebSocket + TLS";
+    default:
+        return "TCP";
+    }
+}
+
+static const char *level_name(enum relay_log_level l)
+{
+    static const char *const names[] = {"error", "warn", "info", "debug"};
+    return (unsigned)l <= RELAY_LOG_DEBUG ? names[l] : "?";
+}
+
+static void print_relay(const struct relay_config *cfg, FILE *out)
+{
+    fprintf(out, "relay %s (from %s)\n", cfg->id, cfg->path ? cfg->path : "?");
+    fprintf(out, "  max_hops:        %" PRIu32 "\n", cfg->max_hops);
+    fprintf(out, "  drain_timeout:   %" PRIu32 " ms\n", cfg->drain_timeout_ms);
+    fprintf(out, "  log_level:       %s\n", level_name(cfg->log_level));
+    if (cfg->metrics_host)
+        fprintf(out, "  metrics:         http://%s%s%s:%u/metrics and /healthz\n",
+                strchr(cfg->metrics_host, ':') ? "[" : "", cfg->metrics_host,
+                strchr(cfg->metrics_host, ':') ? "]" : "", (unsigned)cfg->metrics_port);
+    else
+        fprintf(out, "  metrics:         off\n");
+}
+
+static void print_client_ids(const struct relay_broker_config *b, FILE *out)
+{
+    char id[65535 + 16];
+    size_t col = 0;
+    fprintf(out, "  connections:     %" PRIu32 ", client id%s ", b->connections,
+            b->connections > 1 ? "s" : "");
+    for (uint32_t i = 0; i < b->connections; i++) {
+        if (relay_broker_client_id(b, i, id, sizeof(id)) < 0)
+            continue;
+        size_t n = strlen(id);
+        if (i > 0 && col + n + 2 > 80) {
+            fprintf(out, ",\n                   ");
+            col = 0;
+        } else if (i > 0) {
+            fprintf(out, ", ");
+        }
+        fputs(id, out);
+        col += n + 2;
+    }
+    fputc('\n', out);
+}
+
+static void print_tls(const struct relay_broker_config *b, FILE *out)
+{
+    bool secure = false;
+    for (size_t i = 0; i < b->n_urls; i++)
+        secure |= b->urls[i].scheme == RELAY_MQTTS || b->urls[i].scheme == RELAY_WSS;
+    if (!secure)
+        return;
+    const struct relay_tls_config *t = &b->tls;
+    fprintf(out, "  tls:             ca %s\n", t->ca_file ? t->ca_file : "(system store)");
+    if (t->cert_file)
+        fprintf(out, "                   client certificate %s, key %s\n", t->cert_file,
+                t->key_file ? t->key_file : "(in the certificate file)");
+    fprintf(out, "                   verify %s, server name %s\n",
+            t->verify ? "on" : "OFF (the server is not authenticated)",
+            t->server_name ? t->server_name : "(the URL host)");
+}
+
+static void print_broker(const struct relay_broker_config *b, FILE *out)
+{
+    fprintf(out, "\nbroker %s\n", b->name);
+    for (size_t i = 0; i < b->n_urls; i++) {
+        fprintf(out, "  %s %s (%s, %s port %u%s%s)%s\n",
+                i == 0 ? "url:            " : "                ", b->urls[i].text,
+                scheme_note(b->urls[i].scheme), b->urls[i].host, (unsigned)b->urls[i].port,
+                b->urls[i].path ? ", path " : "", b->urls[i].path ? b->urls[i].path : "",
+                b->n_urls > 1 ? (i == 0 ? " preferred" : " fallback") : "");
+    }
+    fprintf(out, "  version:         %s\n", version_name(b->version));
+    print_client_ids(b, out);
+    if (b->username)
+        fprintf(out, "  username:        %s\n", b->username);
+    fprintf(out, "  password:        %s\n", b->password ? "(set)" : "(none)");
+    fprintf(out, "  keepalive:       %u s\n", (unsigned)b->keepalive);
+    if (b->version == MQC_V5)
+        fprintf(out, "  session:         clean_start %s, session_expiry %" PRIu32 " s\n",
+                b->clean_start ? "true" : "false", b->session_expiry);
+    else
+        fprintf(out, "  session:         clean session %s\n", b->clean_start ? "true" : "false");
+    fprintf(out, "  receive_maximum: %u\n", (unsigned)b->receive_maximum);
+    if (b->max_inflight)
+        fprintf(out, "  max_inflight:    %u%s\n", (unsigned)b->max_inflight,
+                b->version == MQC_V5 ? " (or the peer's Receive Maximum if lower)" : "");
+    else
+        fprintf(out, "  max_inflight:    %s\n",
+                b->version == MQC_V5 ? "the peer's Receive Maximum" : "20");
+    fprintf(out, "  max_packet_size: %" PRIu32 " bytes\n", b->max_packet_size);
+    fprintf(out, "  ack_timeout:     %" PRIu32 " ms\n", b->ack_timeout_ms);
+    if (b->rate_bytes || b->rate_messages) {
+        fprintf(out, "  rate_limit:      ");
+        if (b->rate_bytes)
+            fprintf(out, "%" PRIu64 " bytes/s", b->rate_bytes);
+        else
+            fprintf(out, "bytes unlimited");
+        if (b->rate_messages)
+            fprintf(out, ", %" PRIu32 " messages/s", b->rate_messages);
+        else
+            fprintf(out, ", messages unlimited");
+        fprintf(out, " per connection\n");
+    } else {
+        fprintf(out, "  rate_limit:      unlimited\n");
+    }
+    if (b->spool.dir)
+        fprintf(out, "  spool:           %s (at most %" PRIu64 " bytes)\n", b->spool.dir,
+                b->spool.max_size);
+    else
+        fprintf(out, "  spool:           none\n");
+    fprintf(out, "  reconnect:       %" PRIu32 "..%" PRIu32 " ms\n", b->reconnect_min_ms,
+            b->reconnect_max_ms);
+    if (b->status_topic)
+        fprintf(out, "  status_topic:    %s (retained \"online\", Will \"offline\")\n",
+                b->status_topic);
+    print_tls(b, out);
+}
+
+/* An example topic matching filter: '+' -> "x1", "x2", ...; a trailing '#' -> "a/b", or
+ * nothing at all (with its '/') when empty_rest. NULL when out of memory. */
+static char *example_topic(const char *filter, bool empty_rest)
+{
+    size_t flen = strlen(filter), cap = flen * 6 + 8, o = 0;
+    unsigned plus = 0;
+    char *s = malloc(cap);
+    if (!s)
+        return NULL;
+    for (size_t i = 0; i < flen; i++) {
+        bool level_start = i == 0 || filter[i - 1] == '/';
+        bool whole = i + 1 == flen || filter[i + 1] == '/';
+        if (level_start && whole && filter[i] == '+') {
+            o += (size_t)snprintf(s + o, cap - o, "x%u", ++plus);
+        } else if (level_start && whole && filter[i] == '#') {
+            if (empty_rest) {
+                if (o > 0)
+                    o--; /* the '/' before it */
+            } else {
+                memcpy(s + o, "a/b", 3);
+                o += 3;
+            }
+        } else {
+            s[o++] = filter[i];
+        }
+    }
+    s[o] = '\0';
+    return s;
+}
+
+static void print_example(const struct relay_tpl *t, const char *filter, bool empty_rest, FILE *out)
+{
+    char *topic = example_topic(filter, empty_rest);
+    if (!topic)
+        return;
+    size_t len = 0, cap = 65535;
+    uint8_t *res = malloc(cap + 1);
+    int rc =
+        res ? relay_tpl_expand(t, (const uint8_t *)topic, strlen(topic), res, cap, &len) : -ENOMEM;
+    if (rc == 0)
+        fprintf(out, "  example:         %s -> %.*s\n", topic, (int)len, (const char *)res);
+    else
+        fprintf(out, "  example:         %s -> (dropped as bad_topic)\n", topic);
+    free(res);
+    free(topic);
+}
+
+static void print_route(const struct relay_config *cfg, const struct relay_route_config *r,
+                        FILE *out)
+{
+    const struct relay_broker_config *src = &cfg->brokers[r->from], *dst = &cfg->brokers[r->to];
+    size_t cap = strlen(r->filter) + (r->share ? strlen(r->share) : 0) + 16;
+    char *sub = malloc(cap);
+
+    fprintf(out, "\nroute %s: %s -> %s\n", r->name, src->name, dst->name);
+    if (sub && relay_route_subscription(r, sub, cap) >= 0) {
+        if (r->share && src->connections > 1)
+            fprintf(out,
+                    "  subscribe:       %s QoS %u on %s#0..%s#%" PRIu32 " (all %" PRIu32
+                    " connections)\n",
+                    sub, (unsigned)r->qos, src->name, src->name, src->connections - 1,
+                    src->connections);
+        else if (r->share)
+            fprintf(out, "  subscribe:       %s QoS %u on %s#0\n", sub, (unsigned)r->qos,
+                    src->name);
+        else
+            fprintf(out, "  subscribe:       %s QoS %u on %s#0%s\n", sub, (unsigned)r->qos,
+                    src->name, src->connections > 1 ? " only (no share: one subscriber)" : "");
+    }
+    free(sub);
+    if (r->out_qos < 0)
+        fprintf(out, "  publish:         QoS same as received");
+    else
+        fprintf(out, "  publish:         QoS at most %d", r->out_qos);
+    fprintf(out, ", retain %s, properties %s\n", r->retain == RELAY_RETAIN_KEEP ? "keep" : "clear",
+            r->properties == RELAY_PROPS_FORWARD
+                ? (dst->version == MQC_V5 && src->version == MQC_V5 ? "forward"
+                                                                    : "forward (none: MQTT 3.x)")
+                : "drop");
+    fprintf(out, "  topic:           %s\n", r->topic);
+
+    char guard[128] = "";
+    if (dst->version == MQC_V5)
+        snprintf(guard, sizeof(guard), "relay-path user property");
+    if (src->version == MQC_V5 && !r->share)
+        snprintf(guard + strlen(guard), sizeof(guard) - strlen(guard), "%sNo Local",
+                 guard[0] ? ", " : "");
+    fprintf(out, "  loop guard:      %s\n", guard[0] ? guard : "none (MQTT 3.x on both sides)");
+
+    struct relay_tpl t;
+    char err[160];
+    if (relay_tpl_compile(&t, r->topic, r->filter, err, sizeof(err)) < 0) {
+        fprintf(out, "  example:         (template error: %s)\n", err);
+        return;
+    }
+    print_example(&t, r->filter, false, out);
+    bool uses_rest = false;
+    for (size_t i = 0; i < t.n_parts; i++)
+        uses_rest |= t.parts[i].kind == RELAY_TPL_REST;
+    if (t.hash_level > 0 && uses_rest)
+        print_example(&t, r->filter, true, out);
+    relay_tpl_cleanup(&t);
+}
+
+void relay_config_print_plan(const struct relay_config *cfg, FILE *out)
+{
+    print_relay(cfg, out);
+    for (size_t i = 0; i < cfg->n_brokers; i++)
+        print_broker(&cfg->brokers[i], out);
+    if (cfg->n_routes == 0)
+        fprintf(out, "\nno routes: nothing is forwarded\n");
+    for (size_t i = 0; i < cfg->n_routes; i++)
+        print_route(cfg, &cfg->routes[i], out);
+}
