@@ -1,0 +1,4 @@
+# Unit tests of the relay core (session, window, forwarding), included from test/CMakeLists.txt
+# after relay_tests.cmake, whose relay_unit_test() they use.
+relay_unit_test(test_session)
+relay_unit_test(test_window)

@@ -1,0 +1,1000 @@
+/* test_session.c: the MQTT client session, driven with scripted broker bytes. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "relay.h"
+
+/* ---- a recording owner -------------------------------------------------------------------- */
+
+struct rec {
+    int ups;
+    bool last_sp;
+    int publishes;
+    struct relay_in_ref refs[64];
+    char topics[64][64];
+    uint8_t qos[64];
+    int publish_ret; /* what the publish hook answers */
+    int done_ok, done_drop[RELAY_DROP__COUNT];
+    int rx_full_on, rx_full_off;
+    int window_over, window_under;
+    int subacks_refused;
+};
+
+static struct rec R;
+
+static void h_up(struct relay_session *s, bool sp, uint64_t now)
+{
+    (void)s;
+    (void)now;
+    R.ups++;
+    R.last_sp = sp;
+}
+
+static int h_publish(struct relay_session *s, const struct mqc_publish *p, struct relay_in_ref ref,
+                     uint64_t now)
+{
+    (void)s;
+    (void)now;
+    if (R.publishes < 64) {
+        R.refs[R.publishes] = ref;
+        snprintf(R.topics[R.publishes], 64, "%.*s", (int)p->topic.len, (const char *)p->topic.p);
+        R.qos[R.publishes] = p->qos;
+    }
+    R.publishes++;
+    return R.publish_ret;
+}
+
+static void h_done(struct relay_session *s, struct relay_msg *m, int drop, uint64_t now)
+{
+    (void)s;
+    (void)now;
+    if (drop < 0)
+        R.done_ok++;
+    else
+        R.done_drop[drop]++;
+    free(m);
+}
+
+static void h_suback(struct relay_session *s, const struct relay_sub *sub, uint8_t code)
+{
+    (void)s;
+    (void)sub;
+    if (code >= 0x80)
+        R.subacks_refused++;
+}
+
+static void h_rx_full(struct relay_session *s, bool full)
+{
+    (void)s;
+    if (full)
+        R.rx_full_on++;
+    else
+        R.rx_full_off++;
+}
+
+static void h_window(struct relay_session *s, int t)
+{
+    (void)s;
+    if (t > 0)
+        R.window_over++;
+    else
+        R.window_under++;
+}
+
+static const struct relay_session_hooks HOOKS = {h_up, h_publish, h_done, h_suback, h_rx_full,
+                                                 h_window};
+
+static struct relay_log LOG;
+
+/* ---- helpers ------------------------------------------------------------------------------ */
+
+struct fx {
+    struct relay_session_cfg cfg;
+    struct relay_session s;
+    struct relay_sub subs[12];
+    char filters[12][16];
+    uint64_t now;
+};
+
+static struct fx *fx_new(uint8_t version, uint16_t recv_max, size_t nsubs)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+
+    memset(&R, 0, sizeof(R));
+    relay_log_init(&LOG, RELAY_LOG_ERROR);
+    f->cfg = (struct relay_session_cfg){
+        .version = version,
+        .client_id = "relay-test",
+        .keepalive = 60,
+        .session_expiry = 3600,
+        .receive_maximum = recv_max,
+        .max_packet_size = 262144,
+        .ack_timeout_ms = 20000,
+    };
+    for (size_t i = 0; i < nsubs; i++) {
+        snprintf(f->filters[i], sizeof(f->filters[i]), "f/%zu/#", i);
+        f->subs[i] = (struct relay_sub){f->filters[i], 1, (uint32_t)i + 1};
+    }
+    assert_int_equal(relay_session_init(&f->s, &f->cfg, &HOOKS, f, &LOG, "test#0"), 0);
+    relay_session_set_subs(&f->s, f->subs, nsubs);
+    f->now = 1000;
+    return f;
+}
+
+static void fx_free(struct fx *f)
+{
+    relay_session_cleanup(&f->s);
+    free(f);
+}
+
+/* Everything the session wants to send now, as one byte string. */
+static size_t drain_tx(struct fx *f, uint8_t *out, size_t cap)
+{
+    size_t total = 0, n;
+
+    do {
+        assert_int_equal(relay_session_next_tx(&f->s, out + total, cap - total, &n, f->now), 0);
+        total += n;
+    } while (n && total < cap);
+    return total;
+}
+
+/* Splits bytes into packets: returns the count, fills types and decoded packets. */
+static int packets(struct fx *f, const uint8_t *buf, size_t len, struct mqc_packet *pk, int max)
+{
+    int n = 0;
+    size_t off = 0;
+
+    while (off < len && n < max) {
+        struct mqc_frame fr;
+
+        assert_int_equal(mqc_frame_check(buf + off, len - off, 0, &fr), MQC_OK);
+        if ((buf[off] >> 4) == MQC_CONNECT)
+            assert_int_equal(mqc_decode(buf + off, fr.total, 0, &pk[n]), MQC_OK);
+        else
+            assert_int_equal(mqc_decode(buf + off, fr.total, f->cfg.version, &pk[n]), MQC_OK);
+        pk[n].type = (uint8_t)(buf[off] >> 4);
+        n++;
+        off += fr.total;
+    }
+    assert_int_equal(off, len);
+    return n;
+}
+
+static int feed_pkt(struct fx *f, const struct mqc_packet *p)
+{
+    uint8_t buf[1024];
+    size_t n;
+
+    assert_int_equal(mqc_encode(p, f->cfg.version, buf, sizeof(buf), &n), MQC_OK);
+    return relay_session_feed(&f->s, buf, n, f->now);
+}
+
+static int feed_connack(struct fx *f, bool sp, const uint8_t *props, size_t plen)
+{
+    struct mqc_packet p = {.type = MQC_CONNACK};
+
+    p.u.connack.session_present = sp;
+    p.u.connack.props = (struct mqc_props){props, plen};
+    return feed_pkt(f, &p);
+}
+
+static int feed_ack(struct fx *f, uint8_t type, uint16_t pid, uint8_t code)
+{
+    struct mqc_packet p = {.type = type};
+
+    p.u.ack.packet_id = pid;
+    p.u.ack.code = code;
+    return feed_pkt(f, &p);
+}
+
+static int feed_publish(struct fx *f, const char *topic, uint8_t qos, uint16_t pid)
+{
+    struct mqc_packet p = {.type = MQC_PUBLISH};
+
+    p.u.publish.topic = (struct mqc_bytes){(const uint8_t *)topic, strlen(topic)};
+    p.u.publish.qos = qos;
+    p.u.publish.packet_id = pid;
+    p.u.publish.payload = (struct mqc_bytes){(const uint8_t *)"x", 1};
+    return feed_pkt(f, &p);
+}
+
+/* Open the link, check CONNECT, accept with props, answer every SUBSCRIBE. */
+static void bring_up(struct fx *f, bool sp, const uint8_t *props, size_t plen)
+{
+    uint8_t out[4096];
+    struct mqc_packet pk[16];
+    size_t n;
+    int np;
+
+    assert_int_equal(relay_session_open(&f->s, f->now), 0);
+    n = drain_tx(f, out, sizeof(out));
+    np = packets(f, out, n, pk, 16);
+    assert_int_equal(np, 1);
+    assert_int_equal(pk[0].type, MQC_CONNECT);
+    assert_int_equal(feed_connack(f, sp, props, plen), 0);
+    if (f->s.state == RELAY_SS_UP)
+        return; /* no subscriptions: publishing starts at once */
+    n = drain_tx(f, out, sizeof(out));
+    np = packets(f, out, n, pk, 16);
+    for (int i = 0; i < np; i++) {
+        struct mqc_packet sa = {.type = MQC_SUBACK};
+        uint8_t codes[10] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+
+        assert_int_equal(pk[i].type, MQC_SUBSCRIBE);
+        sa.u.suback.packet_id = pk[i].u.subscribe.packet_id;
+        sa.u.suback.codes = (struct mqc_bytes){codes, pk[i].u.subscribe.count};
+        assert_int_equal(feed_pkt(f, &sa), 0);
+    }
+    assert_int_equal(f->s.state, RELAY_SS_UP);
+}
+
+static struct relay_msg *make_msg(uint8_t version, const char *topic, uint8_t qos)
+{
+    struct mqc_publish p = {.qos = qos, .packet_id = qos ? 1 : 0};
+    size_t size, written, pid_off = 0;
+    struct relay_msg *m;
+
+    p.topic = (struct mqc_bytes){(const uint8_t *)topic, strlen(topic)};
+    p.payload = (struct mqc_bytes){(const uint8_t *)"payload", 7};
+    assert_int_equal(mqc_size_publish(&p, version, &size), MQC_OK);
+    m = calloc(1, sizeof(*m) + size);
+    assert_int_equal(mqc_encode_publish(&p, version, m->data, size, &written, &pid_off), MQC_OK);
+    m->len = (uint32_t)written;
+    m->qos = qos;
+    m->pid_off = qos ? (uint32_t)pid_off : 0;
+    m->route = UINT32_MAX;
+    return m;
+}
+
+static size_t put_prop(uint8_t *buf, size_t len, uint8_t id, uint32_t num)
+{
+    struct mqc_prop p = {.id = id, .num = num};
+
+    assert_int_equal(mqc_prop_put(&p, buf, 64, &len), MQC_OK);
+    return len;
+}
+
+/* ---- tests -------------------------------------------------------------------------------- */
+
+static void connect_v5_advertises_limits(void **st)
+{
+    struct fx *f = fx_new(MQC_V5, 64, 0);
+    uint8_t out[512];
+    struct mqc_packet pk[2];
+    struct mqc_prop p;
+    size_t n;
+
+    (void)st;
+    assert_int_equal(relay_session_open(&f->s, f->now), 0);
+    n = drain_tx(f, out, sizeof(out));
+    assert_int_equal(packets(f, out, n, pk, 2), 1);
+    assert_int_equal(pk[0].u.connect.version, MQC_V5);
+    assert_false(pk[0].u.connect.clean_start);
+    assert_int_equal(pk[0].u.connect.keepalive, 60);
+    assert_memory_equal(pk[0].u.connect.client_id.p, "relay-test", 10);
+    assert_int_equal(mqc_props_find(&pk[0].u.connect.props, MQC_PROP_RECEIVE_MAXIMUM, &p), MQC_OK);
+    assert_int_equal(p.num, 64);
+    assert_int_equal(mqc_props_find(&pk[0].u.connect.props, MQC_PROP_MAXIMUM_PACKET_SIZE, &p),
+                     MQC_OK);
+    assert_int_equal(p.num, 262144);
+    assert_int_equal(mqc_props_find(&pk[0].u.connect.props, MQC_PROP_SESSION_EXPIRY, &p), MQC_OK);
+    assert_int_equal(p.num, 3600);
+    /* no Topic Alias Maximum: BifroMQ refuses more than 10, and we need none */
+    assert_int_equal(mqc_props_find(&pk[0].u.connect.props, MQC_PROP_TOPIC_ALIAS_MAXIMUM, &p),
+                     MQC_AGAIN);
+    fx_free(f);
+}
+
+static void connect_v3_bridge_bit_and_fallback(void **st)
+{
+    struct fx *f = fx_new(MQC_V311, 64, 0);
+    uint8_t out[512];
+    struct mqc_packet pk[2];
+    struct mqc_packet ca = {.type = MQC_CONNACK};
+    size_t n;
+
+    (void)st;
+    f->cfg.try_bridge = true;
+    relay_session_open(&f->s, f->now);
+    n = drain_tx(f, out, sizeof(out));
+    packets(f, out, n, pk, 2);
+    assert_true(pk[0].u.connect.bridge);
+    ca.u.connack.code = 1; /* unacceptable protocol version */
+    assert_true(feed_pkt(f, &ca) < 0);
+    assert_true(f->s.bridge_refused);
+    relay_session_closed(&f->s, f->now);
+    relay_session_open(&f->s, f->now);
+    n = drain_tx(f, out, sizeof(out));
+    packets(f, out, n, pk, 2);
+    assert_false(pk[0].u.connect.bridge);
+    fx_free(f);
+}
+
+static void subscribe_batches(void **st)
+{
+    struct fx *f;
+    uint8_t out[4096];
+    struct mqc_packet pk[16];
+    size_t n;
+
+    (void)st;
+    /* 3.1.1: 12 filters go in two SUBSCRIBEs (at most 10 each) */
+    f = fx_new(MQC_V311, 64, 12);
+    relay_session_open(&f->s, f->now);
+    drain_tx(f, out, sizeof(out));
+    feed_connack(f, false, NULL, 0);
+    n = drain_tx(f, out, sizeof(out));
+    assert_int_equal(packets(f, out, n, pk, 16), 2);
+    assert_int_equal(pk[0].u.subscribe.count, 10);
+    assert_int_equal(pk[1].u.subscribe.count, 2);
+    assert_int_equal(f->s.state, RELAY_SS_SUBSCRIBING);
+    fx_free(f);
+    /* 5.0 with Subscription Identifiers: one per packet, each with its identifier */
+    f = fx_new(MQC_V5, 64, 3);
+    relay_session_open(&f->s, f->now);
+    drain_tx(f, out, sizeof(out));
+    feed_connack(f, false, NULL, 0);
+    n = drain_tx(f, out, sizeof(out));
+    assert_int_equal(packets(f, out, n, pk, 16), 3);
+    for (int i = 0; i < 3; i++) {
+        struct mqc_prop p;
+
+        assert_int_equal(pk[i].u.subscribe.count, 1);
+        assert_int_equal(
+            mqc_props_find(&pk[i].u.subscribe.props, MQC_PROP_SUBSCRIPTION_ID, &p), MQC_OK);
+        assert_int_equal(p.num, (uint32_t)i + 1);
+    }
+    fx_free(f);
+}
+
+static void publishes_wait_for_suback(void **st)
+{
+    struct fx *f = fx_new(MQC_V311, 64, 1);
+    uint8_t out[4096];
+    struct mqc_packet pk[16];
+    size_t n;
+
+    (void)st;
+    relay_session_open(&f->s, f->now);
+    drain_tx(f, out, sizeof(out));
+    feed_connack(f, false, NULL, 0);
+    relay_session_enqueue(&f->s, make_msg(MQC_V311, "a/b", 1), f->now);
+    n = drain_tx(f, out, sizeof(out));
+    assert_int_equal(packets(f, out, n, pk, 16), 1);
+    assert_int_equal(pk[0].type, MQC_SUBSCRIBE);
+    struct mqc_packet sa = {.type = MQC_SUBACK};
+    uint8_t code = 1;
+    sa.u.suback.packet_id = pk[0].u.subscribe.packet_id;
+    sa.u.suback.codes = (struct mqc_bytes){&code, 1};
+    feed_pkt(f, &sa);
+    n = drain_tx(f, out, sizeof(out));
+    assert_int_equal(packets(f, out, n, pk, 16), 1);
+    assert_int_equal(pk[0].type, MQC_PUBLISH);
+    fx_free(f);
+}
+
+static void window_follows_receive_maximum(void **st)
+{
+    struct fx *f = fx_new(MQC_V5, 64, 0);
+    uint8_t props[64], out[4096];
+    struct mqc_packet pk[16];
+    size_t plen = put_prop(props, 0, MQC_PROP_RECEIVE_MAXIMUM, 2), n;
+
+    (void)st;
+    bring_up(f, false, props, plen);
+    for (int i = 0; i < 5; i++)
+        relay_session_enqueue(&f->s, make_msg(MQC_V5, "t", 1), f->now);
+    n = drain_tx(f, out, sizeof(out));
+    assert_int_equal(packets(f, out, n, pk, 16), 2);
+    assert_int_equal(relay_session_unacked(&f->s), 2);
+    uint16_t first = pk[0].u.publish.packet_id;
+    assert_int_equal(feed_ack(f, MQC_PUBACK, first, 0), 0);
+    assert_int_equal(R.done_ok, 1);
+    n = drain_tx(f, out, sizeof(out));
+    assert_int_equal(packets(f, out, n, pk, 16), 1);
+    assert_int_equal(relay_session_unacked(&f->s), 2);
+    fx_free(f);
+}
+
+static void resend_with_dup_after_reconnect(void **st)
+{
+    struct fx *f = fx_new(MQC_V311, 64, 0);
+    uint8_t out[4096];
+    struct mqc_packet pk[16];
+    size_t n;
+    uint16_t pids[3];
+
+    (void)st;
+    bring_up(f, false, NULL, 0);
+    for (int i = 0; i < 3; i++)
+        relay_session_enqueue(&f->s, make_msg(MQC_V311, i == 0 ? "a" : i == 1 ? "b" : "c", 1),
+                              f->now);
+    n = drain_tx(f, out, sizeof(out));
+    assert_int_equal(packets(f, out, n, pk, 16), 3);
+    for (int i = 0; i < 3; i++) {
+        pids[i] = pk[i].u.publish.packet_id;
+        assert_false(pk[i].u.publish.dup);
+    }
+    feed_ack(f, MQC_PUBACK, pids[1], 0);
+    relay_session_closed(&f->s, f->now);
+    bring_up(f, true, NULL, 0);
+    n = drain_tx(f, out, sizeof(out));
+    assert_int_equal(packets(f, out, n, pk, 16), 2);
+    /* same order, same packet ids, DUP set */
+    assert_int_equal(pk[0].u.publish.packet_id, pids[0]);
+    assert_int_equal(pk[1].u.publish.packet_id, pids[2]);
+    assert_memory_equal(pk[0].u.publish.topic.p, "a", 1);
+    assert_memory_equal(pk[1].u.publish.topic.p, "c", 1);
+    assert_true(pk[0].u.publish.dup);
+    assert_true(pk[1].u.publish.dup);
+    fx_free(f);
+}
+
+static void qos2_outgoing_resumes_with_pubrel(void **st)
+{
+    struct fx *f = fx_new(MQC_V5, 64, 0);
+    uint8_t out[4096];
+    struct mqc_packet pk[16];
+    size_t n;
+    uint16_t pid;
+
+    (void)st;
+    bring_up(f, false, NULL, 0);
+    relay_session_enqueue(&f->s, make_msg(MQC_V5, "q2", 2), f->now);
+    n = drain_tx(f, out, sizeof(out));
+    assert_int_equal(packets(f, out, n, pk, 16), 1);
+    pid = pk[0].u.publish.packet_id;
+    assert_int_equal(feed_ack(f, MQC_PUBREC, pid, 0), 0);
+    assert_int_equal(R.done_ok, 1); /* the source can be acknowledged at PUBREC */
+    n = drain_tx(f, out, sizeof(out));
+    assert_int_equal(packets(f, out, n, pk, 16), 1);
+    assert_int_equal(pk[0].type, MQC_PUBREL);
+    assert_int_equal(feed_ack(f, MQC_PUBCOMP, pid, 0), 0);
+    assert_int_equal(relay_session_unacked(&f->s), 0);
+    fx_free(f);
+}
+
+static void qos2_pubrel_queued_before_subscribe(void **st)
+{
+    struct fx *f = fx_new(MQC_V5, 64, 0);
+    uint8_t out[4096];
+    struct mqc_packet pk[16];
+    size_t n;
+    uint16_t pid;
+
+    (void)st;
+    bring_up(f, false, NULL, 0);
+    relay_session_enqueue(&f->s, make_msg(MQC_V5, "q2", 2), f->now);
+    n = drain_tx(f, out, sizeof(out));
+    packets(f, out, n, pk, 16);
+    pid = pk[0].u.publish.packet_id;
+    feed_ack(f, MQC_PUBREC, pid, 0);
+    relay_session_closed(&f->s, f->now); /* PUBREL never written */
+    relay_session_open(&f->s, f->now);
+    drain_tx(f, out, sizeof(out));
+    feed_connack(f, true, NULL, 0);
+    n = drain_tx(f, out, sizeof(out));
+    assert_int_equal(packets(f, out, n, pk, 16), 1);
+    assert_int_equal(pk[0].type, MQC_PUBREL);
+    assert_int_equal(pk[0].u.ack.packet_id, pid);
+    assert_int_equal(feed_ack(f, MQC_PUBCOMP, pid, 0), 0);
+    assert_int_equal(relay_session_unacked(&f->s), 0);
+    fx_free(f);
+}
+
+static void incoming_acks_in_arrival_order(void **st)
+{
+    struct fx *f = fx_new(MQC_V311, 64, 0);
+    uint8_t out[4096];
+    struct mqc_packet pk[16];
+    size_t n;
+
+    (void)st;
+    bring_up(f, false, NULL, 0);
+    R.publish_ret = 1;
+    feed_publish(f, "a", 1, 11);
+    feed_publish(f, "b", 1, 12);
+    feed_publish(f, "c", 1, 13);
+    assert_int_equal(R.publishes, 3);
+    assert_int_equal(drain_tx(f, out, sizeof(out)), 0); /* nothing acknowledged yet */
+    relay_session_in_done(&f->s, R.refs[2], f->now);
+    relay_session_in_done(&f->s, R.refs[1], f->now);
+    assert_int_equal(drain_tx(f, out, sizeof(out)), 0); /* 11 first */
+    relay_session_in_done(&f->s, R.refs[0], f->now);
+    n = drain_tx(f, out, sizeof(out));
+    assert_int_equal(packets(f, out, n, pk, 16), 3);
+    assert_int_equal(pk[0].u.ack.packet_id, 11);
+    assert_int_equal(pk[1].u.ack.packet_id, 12);
+    assert_int_equal(pk[2].u.ack.packet_id, 13);
+    fx_free(f);
+}
+
+static void incoming_waits_for_every_destination(void **st)
+{
+    struct fx *f = fx_new(MQC_V5, 64, 0);
+    uint8_t out[4096];
+    struct mqc_packet pk[4];
+    size_t n;
+
+    (void)st;
+    bring_up(f, false, NULL, 0);
+    R.publish_ret = 2; /* two routes took it */
+    feed_publish(f, "a", 1, 7);
+    relay_session_in_done(&f->s, R.refs[0], f->now);
+    assert_int_equal(drain_tx(f, out, sizeof(out)), 0);
+    relay_session_in_done(&f->s, R.refs[0], f->now);
+    n = drain_tx(f, out, sizeof(out));
+    assert_int_equal(packets(f, out, n, pk, 4), 1);
+    assert_int_equal(pk[0].type, MQC_PUBACK);
+    /* none took it: acknowledged at once */
+    R.publish_ret = 0;
+    feed_publish(f, "b", 1, 8);
+    n = drain_tx(f, out, sizeof(out));
+    assert_int_equal(packets(f, out, n, pk, 4), 1);
+    assert_int_equal(pk[0].u.ack.packet_id, 8);
+    fx_free(f);
+}
+
+static void incoming_qos2_exchange(void **st)
+{
+    struct fx *f = fx_new(MQC_V311, 64, 0);
+    uint8_t out[4096];
+    struct mqc_packet pk[4];
+    size_t n;
+
+    (void)st;
+    bring_up(f, false, NULL, 0);
+    R.publish_ret = 1;
+    feed_publish(f, "a", 2, 5);
+    relay_session_in_done(&f->s, R.refs[0], f->now);
+    n = drain_tx(f, out, sizeof(out));
+    assert_int_equal(packets(f, out, n, pk, 4), 1);
+    assert_int_equal(pk[0].type, MQC_PUBREC);
+    /* the same PUBLISH again (DUP) is not forwarded twice */
+    feed_publish(f, "a", 2, 5);
+    assert_int_equal(R.publishes, 1);
+    drain_tx(f, out, sizeof(out));
+    assert_int_equal(feed_ack(f, MQC_PUBREL, 5, 0), 0);
+    n = drain_tx(f, out, sizeof(out));
+    assert_int_equal(packets(f, out, n, pk, 4), 1);
+    assert_int_equal(pk[0].type, MQC_PUBCOMP);
+    assert_int_equal(pk[0].u.ack.packet_id, 5);
+    fx_free(f);
+}
+
+static void stale_ref_after_reconnect_is_ignored(void **st)
+{
+    struct fx *f = fx_new(MQC_V311, 64, 0);
+    uint8_t out[4096];
+
+    (void)st;
+    bring_up(f, false, NULL, 0);
+    R.publish_ret = 1;
+    feed_publish(f, "a", 1, 9);
+    struct relay_in_ref old = R.refs[0];
+    relay_session_closed(&f->s, f->now);
+    bring_up(f, true, NULL, 0);
+    feed_publish(f, "a", 1, 9); /* redelivered */
+    relay_session_in_done(&f->s, old, f->now);
+    assert_int_equal(drain_tx(f, out, sizeof(out)), 0); /* the old copy acknowledges nothing */
+    relay_session_in_done(&f->s, R.refs[1], f->now);
+    assert_int_equal(drain_tx(f, out, sizeof(out)), 4);
+    fx_free(f);
+}
+
+static void protocol_errors_disconnect_with_reason(void **st)
+{
+    struct fx *f = fx_new(MQC_V5, 64, 0);
+    uint8_t out[64];
+    struct mqc_packet pk[2];
+    size_t n;
+
+    (void)st;
+    bring_up(f, false, NULL, 0);
+    assert_true(feed_ack(f, MQC_PUBACK, 77, 0) < 0);
+    assert_true(relay_session_closing(&f->s));
+    n = drain_tx(f, out, sizeof(out));
+    assert_int_equal(packets(f, out, n, pk, 2), 1);
+    assert_int_equal(pk[0].type, MQC_DISCONNECT);
+    assert_int_equal(pk[0].u.reason.code, 0x82);
+    assert_non_null(strstr(f->s.why, "PUBACK for unknown packet id 77"));
+    fx_free(f);
+
+    /* a malformed packet: reason 0x81 */
+    f = fx_new(MQC_V5, 64, 0);
+    bring_up(f, false, NULL, 0);
+    static const uint8_t bad[] = {0x30, 0x03, 0x00, 0x05, 'a'}; /* topic length overruns */
+    assert_true(relay_session_feed(&f->s, bad, sizeof(bad), f->now) < 0);
+    n = drain_tx(f, out, sizeof(out));
+    packets(f, out, n, pk, 2);
+    assert_int_equal(pk[0].u.reason.code, 0x81);
+    fx_free(f);
+
+    /* a wildcard in a topic name: 0x90 */
+    f = fx_new(MQC_V5, 64, 0);
+    bring_up(f, false, NULL, 0);
+    static const uint8_t wild[] = {0x30, 0x05, 0x00, 0x02, 'a', '#', 0x00};
+    assert_true(relay_session_feed(&f->s, wild, sizeof(wild), f->now) < 0);
+    n = drain_tx(f, out, sizeof(out));
+    packets(f, out, n, pk, 2);
+    assert_int_equal(pk[0].u.reason.code, 0x90);
+    fx_free(f);
+
+    /* remaining length of 5 bytes: 0x81, noticed at the header */
+    f = fx_new(MQC_V5, 64, 0);
+    bring_up(f, false, NULL, 0);
+    static const uint8_t len5[] = {0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F};
+    assert_true(relay_session_feed(&f->s, len5, sizeof(len5), f->now) < 0);
+    fx_free(f);
+
+    /* 3.1.1: no DISCONNECT after a protocol error (it would drop the Will), just close */
+    f = fx_new(MQC_V311, 64, 0);
+    bring_up(f, false, NULL, 0);
+    assert_true(feed_ack(f, MQC_PUBACK, 77, 0) < 0);
+    assert_int_equal(drain_tx(f, out, sizeof(out)), 0);
+    fx_free(f);
+}
+
+static void oversize_packet_refused(void **st)
+{
+    struct fx *f = fx_new(MQC_V5, 64, 0);
+    uint8_t out[64];
+    struct mqc_packet pk[2];
+    size_t n;
+    /* a PUBLISH announcing 300000 bytes: refused from its header alone */
+    static const uint8_t big[] = {0x30, 0xE0, 0xA7, 0x12};
+
+    (void)st;
+    bring_up(f, false, NULL, 0);
+    assert_true(relay_session_feed(&f->s, big, sizeof(big), f->now) < 0);
+    n = drain_tx(f, out, sizeof(out));
+    packets(f, out, n, pk, 2);
+    assert_int_equal(pk[0].u.reason.code, 0x95);
+    fx_free(f);
+}
+
+static void topic_alias_refused(void **st)
+{
+    struct fx *f = fx_new(MQC_V5, 64, 0);
+    uint8_t props[16], out[64];
+    struct mqc_packet p = {.type = MQC_PUBLISH}, pk[2];
+    size_t plen = put_prop(props, 0, MQC_PROP_TOPIC_ALIAS, 1), n;
+
+    (void)st;
+    bring_up(f, false, NULL, 0);
+    p.u.publish.topic = (struct mqc_bytes){(const uint8_t *)"t", 1};
+    p.u.publish.props = (struct mqc_props){props, plen};
+    assert_true(feed_pkt(f, &p) < 0);
+    n = drain_tx(f, out, sizeof(out));
+    packets(f, out, n, pk, 2);
+    assert_int_equal(pk[0].u.reason.code, 0x94);
+    fx_free(f);
+}
+
+static void receive_maximum_exceeded_v5(void **st)
+{
+    struct fx *f = fx_new(MQC_V5, 2, 0);
+    uint8_t out[64];
+    struct mqc_packet pk[4];
+    size_t n;
+
+    (void)st;
+    bring_up(f, false, NULL, 0);
+    R.publish_ret = 1;
+    assert_int_equal(feed_publish(f, "a", 1, 1), 0);
+    assert_int_equal(feed_publish(f, "a", 1, 2), 0);
+    assert_true(feed_publish(f, "a", 1, 3) < 0);
+    n = drain_tx(f, out, sizeof(out));
+    packets(f, out, n, pk, 4);
+    assert_int_equal(pk[n > 0 ? 0 : 0].u.reason.code, 0x93);
+    fx_free(f);
+}
+
+static void v3_cap_defers_publishes_not_acks(void **st)
+{
+    struct fx *f = fx_new(MQC_V311, 2, 0);
+    uint8_t out[4096], in[256];
+    struct mqc_packet pk[8];
+    size_t n, len = 0, k;
+
+    (void)st;
+    bring_up(f, false, NULL, 0);
+    /* one message of ours in flight, so its PUBACK must get through */
+    relay_session_enqueue(&f->s, make_msg(MQC_V311, "out", 1), f->now);
+    n = drain_tx(f, out, sizeof(out));
+    packets(f, out, n, pk, 8);
+    uint16_t our = pk[0].u.publish.packet_id;
+    R.publish_ret = 1;
+    /* three QoS 1 PUBLISHes (cap 2) and then the PUBACK for ours, in one read */
+    for (uint16_t i = 1; i <= 3; i++) {
+        struct mqc_packet p = {.type = MQC_PUBLISH};
+        p.u.publish.topic = (struct mqc_bytes){(const uint8_t *)"in", 2};
+        p.u.publish.qos = 1;
+        p.u.publish.packet_id = i;
+        mqc_encode(&p, MQC_V311, in + len, sizeof(in) - len, &k);
+        len += k;
+    }
+    struct mqc_packet a = {.type = MQC_PUBACK};
+    a.u.ack.packet_id = our;
+    mqc_encode(&a, MQC_V311, in + len, sizeof(in) - len, &k);
+    len += k;
+    assert_int_equal(relay_session_feed(&f->s, in, len, f->now), 0);
+    assert_int_equal(R.publishes, 2);
+    assert_int_equal(R.rx_full_on, 1);
+    assert_int_equal(R.done_ok, 1); /* the PUBACK behind the deferred PUBLISH was handled */
+    relay_session_in_done(&f->s, R.refs[0], f->now);
+    assert_int_equal(R.rx_full_off, 1);
+    assert_int_equal(relay_session_resume_rx(&f->s, f->now), 0);
+    assert_int_equal(R.publishes, 3);
+    fx_free(f);
+}
+
+static void byte_at_a_time(void **st)
+{
+    struct fx *f = fx_new(MQC_V5, 64, 0);
+    uint8_t in[64];
+    struct mqc_packet p = {.type = MQC_PUBLISH};
+    size_t k;
+
+    (void)st;
+    bring_up(f, false, NULL, 0);
+    p.u.publish.topic = (struct mqc_bytes){(const uint8_t *)"byte/by/byte", 12};
+    p.u.publish.qos = 1;
+    p.u.publish.packet_id = 3;
+    mqc_encode(&p, MQC_V5, in, sizeof(in), &k);
+    for (size_t i = 0; i < k; i++)
+        assert_int_equal(relay_session_feed(&f->s, in + i, 1, f->now), 0);
+    assert_int_equal(R.publishes, 1);
+    assert_string_equal(R.topics[0], "byte/by/byte");
+    fx_free(f);
+}
+
+static void keepalive_and_silent_broker(void **st)
+{
+    struct fx *f = fx_new(MQC_V311, 64, 0);
+    uint8_t out[64];
+    struct mqc_packet pk[2];
+    size_t n;
+
+    (void)st;
+    bring_up(f, false, NULL, 0);
+    f->now += 44000;
+    assert_int_equal(relay_session_tick(&f->s, f->now), 0);
+    assert_int_equal(drain_tx(f, out, sizeof(out)), 0);
+    f->now += 1000; /* 45 s = 3/4 of 60 */
+    assert_int_equal(relay_session_tick(&f->s, f->now), 0);
+    n = drain_tx(f, out, sizeof(out));
+    assert_int_equal(packets(f, out, n, pk, 2), 1);
+    assert_int_equal(pk[0].type, MQC_PINGREQ);
+    /* paused: no answer can arrive, so no timeout */
+    relay_session_set_rx_paused(&f->s, true);
+    f->now += 61000;
+    assert_int_equal(relay_session_tick(&f->s, f->now), 0);
+    relay_session_set_rx_paused(&f->s, false);
+    assert_true(relay_session_tick(&f->s, f->now) < 0);
+    assert_non_null(strstr(f->s.why, "no PINGRESP"));
+    fx_free(f);
+}
+
+static void ack_timeout_closes(void **st)
+{
+    struct fx *f = fx_new(MQC_V311, 64, 0);
+    uint8_t out[256];
+
+    (void)st;
+    bring_up(f, false, NULL, 0);
+    relay_session_enqueue(&f->s, make_msg(MQC_V311, "t", 1), f->now);
+    drain_tx(f, out, sizeof(out));
+    assert_int_equal(relay_session_deadline(&f->s) <= f->now + 20000, 1);
+    f->now += 20000;
+    assert_true(relay_session_tick(&f->s, f->now) < 0);
+    assert_non_null(strstr(f->s.why, "no acknowledgement"));
+    fx_free(f);
+}
+
+static void connack_limits_obeyed(void **st)
+{
+    struct fx *f = fx_new(MQC_V5, 64, 0);
+    uint8_t props[64], out[4096];
+    struct mqc_packet pk[4];
+    size_t plen = 0, n;
+
+    (void)st;
+    /* BifroMQ 3.3/4.0 put 200 in Maximum QoS: clamp to 2; Retain Available 0; Server Keep Alive */
+    plen = put_prop(props, plen, MQC_PROP_MAXIMUM_QOS, 200);
+    plen = put_prop(props, plen, MQC_PROP_RETAIN_AVAILABLE, 0);
+    plen = put_prop(props, plen, MQC_PROP_SERVER_KEEP_ALIVE, 120);
+    bring_up(f, false, props, plen);
+    assert_int_equal(f->s.peer_max_qos, 2);
+    assert_int_equal(f->s.keepalive, 120);
+    struct relay_msg *m = make_msg(MQC_V5, "r", 2);
+    m->data[0] |= 1; /* retained */
+    relay_session_enqueue(&f->s, m, f->now);
+    n = drain_tx(f, out, sizeof(out));
+    packets(f, out, n, pk, 4);
+    assert_int_equal(pk[0].u.publish.qos, 2);
+    assert_false(pk[0].u.publish.retain);
+    fx_free(f);
+
+    /* Maximum QoS 0 and a small Maximum Packet Size */
+    f = fx_new(MQC_V5, 64, 0);
+    plen = put_prop(props, 0, MQC_PROP_MAXIMUM_QOS, 0);
+    plen = put_prop(props, plen, MQC_PROP_MAXIMUM_PACKET_SIZE, 20);
+    bring_up(f, false, props, plen);
+    relay_session_enqueue(&f->s, make_msg(MQC_V5, "q", 1), f->now);
+    relay_session_enqueue(&f->s, make_msg(MQC_V5, "a-topic-that-is-too-long-for-20", 0), f->now);
+    n = drain_tx(f, out, sizeof(out));
+    assert_int_equal(packets(f, out, n, pk, 4), 1);
+    assert_int_equal(pk[0].u.publish.qos, 0);
+    assert_int_equal(R.done_ok, 1);
+    assert_int_equal(R.done_drop[RELAY_DROP_TOO_LARGE], 1);
+    fx_free(f);
+}
+
+static void busy_is_retried_rejected_is_dropped(void **st)
+{
+    struct fx *f = fx_new(MQC_V5, 64, 0);
+    uint8_t out[4096];
+    struct mqc_packet pk[4];
+    size_t n;
+
+    (void)st;
+    bring_up(f, false, NULL, 0);
+    relay_session_enqueue(&f->s, make_msg(MQC_V5, "busy", 1), f->now);
+    n = drain_tx(f, out, sizeof(out));
+    packets(f, out, n, pk, 4);
+    assert_int_equal(feed_ack(f, MQC_PUBACK, pk[0].u.publish.packet_id, 0x83), 0);
+    assert_int_equal(drain_tx(f, out, sizeof(out)), 0); /* not at once */
+    f->now += 1000;
+    relay_session_tick(&f->s, f->now);
+    n = drain_tx(f, out, sizeof(out));
+    assert_int_equal(packets(f, out, n, pk, 4), 1);
+    assert_int_equal(pk[0].type, MQC_PUBLISH);
+    assert_int_equal(feed_ack(f, MQC_PUBACK, pk[0].u.publish.packet_id, 0x87), 0);
+    assert_int_equal(R.done_drop[RELAY_DROP_REJECTED], 1);
+    fx_free(f);
+}
+
+static void expired_message_dropped_at_send(void **st)
+{
+    struct fx *f = fx_new(MQC_V5, 64, 0);
+    uint8_t props[16], out[4096];
+    struct mqc_publish p = {.qos = 1, .packet_id = 1};
+    struct mqc_packet pk[4];
+    size_t plen = put_prop(props, 0, MQC_PROP_MESSAGE_EXPIRY, 10), size, w, pid_off, n;
+    struct relay_msg *m;
+
+    (void)st;
+    p.topic = (struct mqc_bytes){(const uint8_t *)"e", 1};
+    p.props = (struct mqc_props){props, plen};
+    mqc_size_publish(&p, MQC_V5, &size);
+    m = calloc(1, sizeof(*m) + size);
+    mqc_encode_publish(&p, MQC_V5, m->data, size, &w, &pid_off);
+    m->len = (uint32_t)w;
+    m->qos = 1;
+    m->pid_off = (uint32_t)pid_off;
+    m->expiry = 10;
+    m->expiry_off = (uint32_t)(w - plen + 1);
+    m->t_in_ms = f->now;
+    m->route = UINT32_MAX;
+    relay_session_enqueue(&f->s, m, f->now);
+    f->now += 3500; /* held 3.5 s while the link came up */
+    bring_up(f, false, NULL, 0);
+    n = drain_tx(f, out, sizeof(out));
+    assert_int_equal(packets(f, out, n, pk, 4), 1);
+    struct mqc_prop e;
+    assert_int_equal(mqc_props_find(&pk[0].u.publish.props, MQC_PROP_MESSAGE_EXPIRY, &e), MQC_OK);
+    assert_int_equal(e.num, 7);
+    /* resent after 11 s: expired by then */
+    relay_session_closed(&f->s, f->now);
+    f->now += 8000;
+    bring_up(f, true, NULL, 0);
+    assert_int_equal(drain_tx(f, out, sizeof(out)), 0);
+    assert_int_equal(R.done_drop[RELAY_DROP_EXPIRED], 1);
+    fx_free(f);
+}
+
+static void large_publish_split_across_writes(void **st)
+{
+    struct fx *f = fx_new(MQC_V311, 64, 0);
+    static uint8_t payload[40000], out[65536];
+    struct mqc_publish p = {.qos = 1, .packet_id = 1};
+    struct mqc_packet pk[4];
+    size_t size, w, pid_off, total = 0, n;
+    struct relay_msg *m;
+
+    (void)st;
+    for (size_t i = 0; i < sizeof(payload); i++)
+        payload[i] = (uint8_t)(i * 7);
+    p.topic = (struct mqc_bytes){(const uint8_t *)"big", 3};
+    p.payload = (struct mqc_bytes){payload, sizeof(payload)};
+    mqc_size_publish(&p, MQC_V311, &size);
+    m = calloc(1, sizeof(*m) + size);
+    mqc_encode_publish(&p, MQC_V311, m->data, size, &w, &pid_off);
+    m->len = (uint32_t)w;
+    m->qos = 1;
+    m->pid_off = (uint32_t)pid_off;
+    m->route = UINT32_MAX;
+    bring_up(f, false, NULL, 0);
+    relay_session_enqueue(&f->s, m, f->now);
+    relay_session_enqueue(&f->s, make_msg(MQC_V311, "small", 1), f->now);
+    do { /* 16 KiB writes, as the transport makes them */
+        relay_session_next_tx(&f->s, out + total, 16384, &n, f->now);
+        total += n;
+    } while (n);
+    assert_int_equal(packets(f, out, total, pk, 4), 2);
+    assert_memory_equal(pk[0].u.publish.payload.p, payload, sizeof(payload));
+    assert_memory_equal(pk[1].u.publish.topic.p, "small", 5);
+    fx_free(f);
+}
+
+static void window_marks_report(void **st)
+{
+    struct fx *f = fx_new(MQC_V311, 64, 0);
+    static uint8_t out[1 << 21];
+
+    (void)st;
+    /* link down: 1100 KiB queued goes over the 1 MiB high mark once */
+    for (int i = 0; i < 11; i++) {
+        struct mqc_publish p = {.qos = 0};
+        static uint8_t pay[100 * 1024];
+        size_t size, w;
+        struct relay_msg *m;
+
+        p.topic = (struct mqc_bytes){(const uint8_t *)"w", 1};
+        p.payload = (struct mqc_bytes){pay, sizeof(pay)};
+        mqc_size_publish(&p, MQC_V311, &size);
+        m = calloc(1, sizeof(*m) + size);
+        mqc_encode_publish(&p, MQC_V311, m->data, size, &w, NULL);
+        m->len = (uint32_t)w;
+        m->route = UINT32_MAX;
+        relay_session_enqueue(&f->s, m, f->now);
+    }
+    assert_int_equal(R.window_over, 1);
+    bring_up(f, false, NULL, 0);
+    drain_tx(f, out, sizeof(out));
+    assert_int_equal(R.window_under, 1);
+    assert_int_equal(R.done_ok, 11);
+    fx_free(f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(connect_v5_advertises_limits),
+        cmocka_unit_test(connect_v3_bridge_bit_and_fallback),
+        cmocka_unit_test(subscribe_batches),
+        cmocka_unit_test(publishes_wait_for_suback),
+        cmocka_unit_test(window_follows_receive_maximum),
+        cmocka_unit_test(resend_with_dup_after_reconnect),
+        cmocka_unit_test(qos2_outgoing_resumes_with_pubrel),
+        cmocka_unit_test(qos2_pubrel_queued_before_subscribe),
+        cmocka_unit_test(incoming_acks_in_arrival_order),
+        cmocka_unit_test(incoming_waits_for_every_destination),
+        cmocka_unit_test(incoming_qos2_exchange),
+        cmocka_unit_test(stale_ref_after_reconnect_is_ignored),
+        cmocka_unit_test(protocol_errors_disconnect_with_reason),
+        cmocka_unit_test(oversize_packet_refused),
+        cmocka_unit_test(topic_alias_refused),
+        cmocka_unit_test(receive_maximum_exceeded_v5),
+        cmocka_unit_test(v3_cap_defers_publishes_not_acks),
+        cmocka_unit_test(byte_at_a_time),
+        cmocka_unit_test(keepalive_and_silent_broker),
+        cmocka_unit_test(ack_timeout_closes),
+        cmocka_unit_test(connack_limits_obeyed),
+        cmocka_unit_test(busy_is_retried_rejected_is_dropped),
+        cmocka_unit_test(expired_message_dropped_at_send),
+        cmocka_unit_test(large_publish_split_across_writes),
+        cmocka_unit_test(window_marks_report),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
