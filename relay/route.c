@@ -260,12 +260,13 @@ static int forward_one(struct relay *r, struct relay_route *rt, struct relay_con
                           "out of memory: message not forwarded (the source will redeliver it)");
         return -1;
     }
+    /* the header first: sizeof(*m) may reach past the start of data[] (padding) */
+    memset(m, 0, sizeof(*m));
     if (mqc_encode_publish(&out, dcfg->version, m->data, size, &written, &pid_off) != MQC_OK) {
         free(m);
         drop(r, rt, RELAY_DROP_TOO_LARGE, now_ms, p);
         return 0;
     }
-    memset(m, 0, sizeof(*m));
     m->len = (uint32_t)written;
     m->qos = out.qos;
     m->pid_off = out.qos ? (uint32_t)pid_off : 0;

@@ -2,3 +2,4 @@
 # after relay_tests.cmake, whose relay_unit_test() they use.
 relay_unit_test(test_session)
 relay_unit_test(test_window)
+relay_unit_test(test_relay ${CMAKE_CURRENT_LIST_DIR}/fake_io.c)
