@@ -15,6 +15,23 @@ static const char *version_name(uint8_t v)
     return v == MQC_V31 ? "MQTT 3.1" : v == MQC_V311 ? "MQTT 3.1.1" : "MQTT 5";
 }
 
+/* "2147483648 bytes (2.0 GiB)" */
+static const char *human_bytes(char *buf, size_t cap, uint64_t n)
+{
+    static const char *const unit[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+    double v = (double)n;
+    int u = -1;
+    while (v >= 1024.0 && u < 5) {
+        v /= 1024.0;
+        u++;
+    }
+    if (u < 0)
+        snprintf(buf, cap, "%" PRIu64 " bytes", n);
+    else
+        snprintf(buf, cap, "%" PRIu64 " bytes (%.1f %s)", n, v, unit[u]);
+    return buf;
+}
+
 static const char *scheme_note(enum relay_scheme s)
 {
     switch (s) {
@@ -37,7 +54,8 @@ static const char *level_name(enum relay_log_level l)
 
 static void print_relay(const struct relay_config *cfg, FILE *out)
 {
-    fprintf(out, "relay %s (from %s)\n", cfg->id, cfg->path ? cfg->path : "?");
+    fprintf(out, "relay (%s)\n", cfg->path ? cfg->path : "?");
+    fprintf(out, "  id:              %s\n", cfg->id);
     fprintf(out, "  max_hops:        %" PRIu32 "\n", cfg->max_hops);
     fprintf(out, "  drain_timeout:   %" PRIu32 " ms\n", cfg->drain_timeout_ms);
     fprintf(out, "  log_level:       %s\n", level_name(cfg->log_level));
@@ -132,10 +150,11 @@ static void print_broker(const struct relay_broker_config *b, FILE *out)
     } else {
         fprintf(out, "  rate_limit:      unlimited\n");
     }
-    if (b->spool.dir)
-        fprintf(out, "  spool:           %s (at most %" PRIu64 " bytes)\n", b->spool.dir,
-                b->spool.max_size);
-    else
+    if (b->spool.dir) {
+        char size[32];
+        fprintf(out, "  spool:           %s, at most %s\n", b->spool.dir,
+                human_bytes(size, sizeof(size), b->spool.max_size));
+    } else
         fprintf(out, "  spool:           none\n");
     fprintf(out, "  reconnect:       %" PRIu32 "..%" PRIu32 " ms\n", b->reconnect_min_ms,
             b->reconnect_max_ms);
@@ -219,11 +238,16 @@ static void print_route(const struct relay_config *cfg, const struct relay_route
         fprintf(out, "  publish:         QoS same as received");
     else
         fprintf(out, "  publish:         QoS at most %d", r->out_qos);
-    fprintf(out, ", retain %s, properties %s\n", r->retain == RELAY_RETAIN_KEEP ? "keep" : "clear",
-            r->properties == RELAY_PROPS_FORWARD
-                ? (dst->version == MQC_V5 && src->version == MQC_V5 ? "forward"
-                                                                    : "forward (none: MQTT 3.x)")
-                : "drop");
+    fprintf(out, ", retain %s, properties ", r->retain == RELAY_RETAIN_KEEP ? "keep" : "clear");
+    if (r->properties == RELAY_PROPS_DROP)
+        fprintf(out, "drop\n");
+    else if (src->version != MQC_V5)
+        fprintf(out, "forward (none to forward: %s speaks %s)\n", src->name,
+                version_name(src->version));
+    else if (dst->version != MQC_V5)
+        fprintf(out, "forward (lost: %s speaks %s)\n", dst->name, version_name(dst->version));
+    else
+        fprintf(out, "forward\n");
     fprintf(out, "  topic:           %s\n", r->topic);
 
     char guard[128] = "";
@@ -232,7 +256,12 @@ static void print_route(const struct relay_config *cfg, const struct relay_route
     if (src->version == MQC_V5 && !r->share)
         snprintf(guard + strlen(guard), sizeof(guard) - strlen(guard), "%sNo Local",
                  guard[0] ? ", " : "");
-    fprintf(out, "  loop guard:      %s\n", guard[0] ? guard : "none (MQTT 3.x on both sides)");
+    if (guard[0])
+        fprintf(out, "  loop guard:      %s\n", guard);
+    else
+        fprintf(out, "  loop guard:      none on this hop (%s speaks %s%s)\n", dst->name,
+                version_name(dst->version),
+                src->version == MQC_V5 ? ", No Local does not apply to a shared subscription" : "");
 
     struct relay_tpl t;
     char err[160];

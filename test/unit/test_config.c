@@ -62,6 +62,8 @@ static int teardown(void **state)
 
 static void write_file(const char *name, const char *text, mode_t mode)
 {
+    /* a new file each time: ext4 flushes a file truncated and rewritten when it is closed */
+    unlink(name);
     FILE *f = fopen(name, "w");
     assert_non_null(f);
     assert_int_equal(fputs(text, f) >= 0, 1);
@@ -834,6 +836,189 @@ static void test_loop_v5_and_disjoint(void **state)
     relay_config_cleanup(&cfg);
 }
 
+/* ---- integer literals: libconfig 1.5 would wrap 4294967295 to -1 ------------------------- */
+
+static void test_integer_literals(void **state)
+{
+    (void)state;
+    struct relay_config cfg;
+    load_ok(BROKER("session_expiry = 4294967295; rate_limit = { bytes = 0x100000000; };\n"
+                   "  spool = { dir = \"s\"; max_size = 8589934592; }; keepalive = 0x10;\n"
+                   "  client_id = \"12345678901234567890\"; # 99999999999 in a comment\n"
+                   "  /* 99999999999 */ username = \"99999999999\";"),
+            &cfg);
+    const struct relay_broker_config *b = &cfg.brokers[0];
+    assert_int_equal(b->session_expiry, 4294967295u);
+    assert_int_equal(b->rate_bytes, 4294967296ull);
+    assert_int_equal(b->spool.max_size, 8589934592ull);
+    assert_int_equal(b->keepalive, 16);
+    assert_string_equal(b->client_id, "12345678901234567890");
+    assert_string_equal(b->username, "99999999999");
+    relay_config_cleanup(&cfg);
+
+    expect_error(BROKER("session_expiry = 4294967296;"),
+                 "relay.conf:3: broker \"edge\": session_expiry = 4294967296 is out of range "
+                 "(0..4294967295)");
+    expect_error(BROKER("keepalive = -2147483649;"),
+                 "relay.conf:3: broker \"edge\": keepalive = -2147483649 is out of range "
+                 "(0..65535)");
+    expect_error(BROKER("keepalive = 99999999999999999999;"),
+                 "relay.conf:3: integer 99999999999999999999 is out of range (more than 64 bits)");
+    expect_error(BROKER("keepalive = 0xffffffffffffffffL;"),
+                 "relay.conf:3: integer 0xffffffffffffffffL is out of range (more than 64 bits)");
+    expect_error("relay: { id = \"x\"; };\n@include \"other.conf\"\n",
+                 "relay.conf:2: @include is not supported: keep the configuration in one file");
+}
+
+static void test_nul_byte(void **state)
+{
+    (void)state;
+    struct relay_config cfg;
+    char err[512];
+    FILE *f = fopen("relay.conf", "w");
+    assert_non_null(f);
+    fwrite("relay: {\n id = \"a\0b\"; };\n", 1, 26, f);
+    fclose(f);
+    assert_int_equal(relay_config_load("relay.conf", &cfg, err, sizeof(err)), -EINVAL);
+    assert_string_equal(err, "relay.conf:2: the file contains a NUL byte");
+}
+
+/* ---- the --check plan ----------------------------------------------------------------------- */
+
+static void test_plan(void **state)
+{
+    (void)state;
+    struct relay_config cfg;
+    char err[512], *text = NULL;
+    size_t len = 0;
+    assert_int_equal(relay_config_load(RELAY_TEST_CONFIGS "/full.conf", &cfg, err, sizeof(err)), 0);
+    FILE *out = open_memstream(&text, &len);
+    assert_non_null(out);
+    relay_config_print_plan(&cfg, out);
+    fclose(out);
+    static const char *const want[] = {
+        "  id:              site-a\n",
+        "  metrics:         http://127.0.0.1:9464/metrics and /healthz\n",
+        "  connections:     4, client ids relay-a-0, relay-a-1, relay-a-2, relay-a-3\n",
+        "  password:        (set)\n",
+        "  max_inflight:    20\n",
+        ("\nroute cmd-down: bifromq -> edge\n"
+         "  subscribe:       $oshare/relay/factory/+/cmd/# QoS 2 on bifromq#0..bifromq#3 (all 4 "
+         "connections)\n"
+         "  publish:         QoS at most 1, retain clear, properties drop\n"),
+        ("  example:         factory/x1/cmd/a/b -> site-a/x1/cmd/a/b\n"
+         "  example:         factory/x1/cmd -> site-a/x1/cmd\n"),
+        "  subscribe:       telemetry/# QoS 1 on edge#0\n",
+        "  example:         telemetry/a/b -> telemetry/a/b\n",
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        if (!strstr(text, want[i]))
+            print_error("missing from the plan:\n%s\n--- plan:\n%s", want[i], text);
+        assert_non_null(strstr(text, want[i]));
+    }
+    assert_null(strstr(text, "secret"));
+    free(text);
+    relay_config_cleanup(&cfg);
+}
+
+/* The indexed loop check against the plain definition: every pair of opposite routes, both
+ * orders, relay_tpl_overlaps() on each. Random routes between two MQTT 3.1.1 brokers. */
+static uint32_t rnd(uint32_t *s)
+{
+    *s = *s * 1103515245u + 12345u;
+    return (*s >> 16) & 0x7fff;
+}
+
+static void random_levels(uint32_t *seed, char *out, size_t cap, const char *const *lv, size_t n)
+{
+    unsigned k = 1 + rnd(seed) % 3;
+    out[0] = '\0';
+    for (unsigned i = 0; i < k; i++) {
+        if (i)
+            strncat(out, "/", cap - strlen(out) - 1);
+        strncat(out, lv[rnd(seed) % n], cap - strlen(out) - 1);
+    }
+}
+
+static void test_loop_check_random(void **state)
+{
+    (void)state;
+    static const char *const flv[] = {"a", "b", "+", "x"};
+    static const char *const tlv[] = {"a", "b", "${1}", "${#}", "x${#}", "${topic}", "p${1}"};
+    uint32_t seed = 7;
+    unsigned rejected = 0, accepted = 0;
+    for (int round = 0; round < 1500; round++) {
+        enum { N = 6 };
+        char filter[N][64], topic[N][64], text[4096], err[512];
+        size_t from[N];
+        struct relay_tpl tpl[N];
+        size_t o =
+            (size_t)snprintf(text, sizeof(text),
+                             "relay: { id = \"r\"; };\n"
+                             "brokers = ( { name = \"p\"; url = \"mqtt://h\"; version = "
+                             "\"3.1.1\"; },\n"
+                             "  { name = \"q\"; url = \"mqtt://h\"; version = \"3.1.1\"; } );\n"
+                             "routes = (\n");
+        for (int i = 0; i < N; i++) {
+            from[i] = rnd(&seed) % 2;
+            random_levels(&seed, filter[i], sizeof(filter[i]), flv, 4);
+            if (rnd(&seed) % 2)
+                strcat(filter[i], "/#");
+            do
+                random_levels(&seed, topic[i], sizeof(topic[i]), tlv, 7);
+            while (relay_tpl_compile(&tpl[i], topic[i], filter[i], err, sizeof(err)) != 0);
+            o +=
+                (size_t)snprintf(text + o, sizeof(text) - o,
+                                 "  { name = \"r%d\"; from = \"%s\"; to = \"%s\"; filter = \"%s\"; "
+                                 "topic = \"%s\"; }%s\n",
+                                 i, from[i] ? "q" : "p", from[i] ? "p" : "q", filter[i], topic[i],
+                                 i + 1 < N ? "," : "");
+        }
+        snprintf(text + o, sizeof(text) - o, ");\n");
+
+        /* the plain definition, in the order the loader reports: later route, earlier route,
+         * the earlier one publishing first */
+        char want[512] = "";
+        for (int j = 1; j < N && !want[0]; j++) {
+            for (int i = 0; i < j && !want[0]; i++) {
+                if (from[i] == from[j])
+                    continue;
+                for (int k = 0; k < 2 && !want[0]; k++) {
+                    int a = k ? j : i, b = k ? i : j;
+                    if (relay_tpl_overlaps(&tpl[a], filter[a], filter[b]))
+                        snprintf(want, sizeof(want),
+                                 "relay.conf:%d: routes \"r%d\" and \"r%d\" loop: what \"r%d\" "
+                                 "publishes to %s (MQTT 3.1.1) matches the filter of \"r%d\"; "
+                                 "MQTT 3.1/3.1.1 cannot carry the loop guard: use version \"5\" "
+                                 "or disjoint topics",
+                                 5 + j, a, b, a, from[a] ? "p" : "q", b);
+                }
+            }
+        }
+        for (int i = 0; i < N; i++)
+            relay_tpl_cleanup(&tpl[i]);
+
+        struct relay_config cfg;
+        write_file("relay.conf", text, 0644);
+        int rc = relay_config_load("relay.conf", &cfg, err, sizeof(err));
+        if (want[0]) {
+            if (rc != -EINVAL || strcmp(err, want) != 0)
+                print_error("%s\nwant: %s\ngot:  %s\n", text, want, err);
+            assert_int_equal(rc, -EINVAL);
+            assert_string_equal(err, want);
+            rejected++;
+        } else {
+            if (rc != 0)
+                print_error("%s\nunexpected: %s\n", text, err);
+            assert_int_equal(rc, 0);
+            relay_config_cleanup(&cfg);
+            accepted++;
+        }
+    }
+    assert_true(rejected > 100);
+    assert_true(accepted > 100);
+}
+
 /* ---- hostile sizes -------------------------------------------------------------------------- */
 
 static void test_limits(void **state)
@@ -890,6 +1075,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_loop_311, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loop_reverse_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loop_v5_and_disjoint, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_loop_check_random, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_integer_literals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nul_byte, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_plan, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
