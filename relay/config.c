@@ -705,9 +705,17 @@ static int parse_tls(struct ld *ld, const config_setting_t *g, struct relay_brok
     char bb[100];
     int rc;
 
+    b->tls.verify = true; /* also without a tls group: mqtts:// and wss:// verify by default */
     if ((rc = get_group(ld, g, "tls", &t)) < 0 || !t)
         return rc;
     b->has_tls = true;
+    bool secure = false;
+    for (size_t i = 0; i < b->n_urls; i++)
+        secure |= b->urls[i].scheme == RELAY_MQTTS || b->urls[i].scheme == RELAY_WSS;
+    if (!secure)
+        return fail(ld, t,
+                    "a tls group needs an mqtts:// or wss:// URL (no URL of this broker "
+                    "uses TLS)");
     ld->kp = "tls.";
     if ((rc = check_keys(ld, t, keys)) < 0 ||
         (rc = get_file(ld, t, "ca_file", &b->tls.ca_file)) < 0 ||
@@ -730,13 +738,6 @@ static int parse_tls(struct ld *ld, const config_setting_t *g, struct relay_brok
             return rc;
     }
     ld->kp = "";
-    bool secure = false;
-    for (size_t i = 0; i < b->n_urls; i++)
-        secure |= b->urls[i].scheme == RELAY_MQTTS || b->urls[i].scheme == RELAY_WSS;
-    if (!secure)
-        return fail(ld, t,
-                    "a tls group needs an mqtts:// or wss:// URL (no URL of this broker "
-                    "uses TLS)");
     return 0;
 }
 
@@ -824,35 +825,27 @@ static int parse_auth(struct ld *ld, const config_setting_t *g, struct relay_bro
             return rc;
         b->password_len = strlen(pass);
     }
-    if (pfile)
-        return read_password_file(ld, config_setting_get_member(g, "password_file"), pfile, b);
+    if (pfile &&
+        (rc = read_password_file(ld, config_setting_get_member(g, "password_file"), pfile, b)) < 0)
+        return rc;
+    /* [MQTT-3.1.2-22]: before 5.0, a password is only sent with a user name */
+    if (b->password && !b->username && b->version != MQC_V5)
+        return fail(ld, config_setting_get_member(g, pfile ? "password_file" : "password"),
+                    "%s needs a username with MQTT %s", pfile ? "password_file" : "password",
+                    b->version == MQC_V31 ? "3.1" : "3.1.1");
     return 0;
 }
 
 static int parse_broker(struct ld *ld, const config_setting_t *g, size_t idx,
                         struct relay_broker_config *b)
 {
-    static const char *const keys[] = {"name",
-                                       "url",
-                                       "version",
-                                       "client_id",
-                                       "username",
-                                       "password",
-                                       "password_file",
-                                       "keepalive",
-                                       "clean_start",
-                                       "session_expiry",
-                                       "connections",
-                                       "receive_maximum",
-                                       "max_inflight",
-                                       "max_packet_size",
-                                       "rate_limit",
-                                       "spool",
-                                       "reconnect",
-                                       "status_topic",
-                                       "tls",
-                                       "ack_timeout",
-                                       NULL};
+    /* clang-format off */
+    static const char *const keys[] = {
+        "name", "url", "version", "client_id", "username", "password", "password_file",
+        "keepalive", "clean_start", "session_expiry", "connections", "receive_maximum",
+        "max_inflight", "max_packet_size", "rate_limit", "spool", "reconnect", "status_topic",
+        "tls", "ack_timeout", NULL};
+    /* clang-format on */
     static const char *const versions[] = {"3.1", "3.1.1", "5", NULL};
     static const uint8_t version_of[] = {MQC_V31, MQC_V311, MQC_V5};
     const config_setting_t *ns = config_setting_get_member(g, "name");
@@ -945,6 +938,82 @@ static int parse_broker(struct ld *ld, const config_setting_t *g, size_t idx,
     return 0;
 }
 
+static bool same_endpoint(const struct relay_broker_config *a, const struct relay_broker_config *b)
+{
+    for (size_t i = 0; i < a->n_urls; i++)
+        for (size_t j = 0; j < b->n_urls; j++)
+            if (a->urls[i].port == b->urls[j].port &&
+                strcasecmp(a->urls[i].host, b->urls[j].host) == 0)
+                return true;
+    return false;
+}
+
+/* Two entries for the same broker (a shared host:port) must not use the same client id: the
+ * broker would disconnect one session whenever the other connects, in a loop (BifroMQ: 0x8E). */
+static int check_client_ids(struct ld *ld, const config_setting_t *list)
+{
+    const struct relay_config *cfg = ld->cfg;
+    char x[STR_MAX + 16], y[STR_MAX + 16];
+    for (size_t j = 1; j < cfg->n_brokers; j++) {
+        const struct relay_broker_config *b = &cfg->brokers[j];
+        for (size_t i = 0; i < j; i++) {
+            const struct relay_broker_config *a = &cfg->brokers[i];
+            if (!same_endpoint(a, b))
+                continue;
+            for (uint32_t k = 0; k < b->connections; k++) {
+                if (relay_broker_client_id(b, k, y, sizeof(y)) < 0)
+                    continue;
+                for (uint32_t m = 0; m < a->connections; m++) {
+                    if (relay_broker_client_id(a, m, x, sizeof(x)) < 0 || strcmp(x, y) != 0)
+                        continue;
+                    char bb[100];
+                    const config_setting_t *g = config_setting_get_elem(list, (unsigned)j);
+                    const config_setting_t *cs = config_setting_get_member(g, "client_id");
+                    return fail(ld, cs ? cs : g,
+                                "broker \"%s\": client id %s is also used by broker \"%s\" on "
+                                "the same host and port: the broker would disconnect one "
+                                "whenever the other connects",
+                                b->name, shown(bb, sizeof(bb), y), a->name);
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+/* Equal after removing "." segments and repeated '/' (".." is left alone: symlinks). */
+static bool same_path(const char *a, const char *b)
+{
+    for (;;) {
+        for (;;) {
+            if (a[0] == '/' && a[1] == '/')
+                a++;
+            else if (a[0] == '/' && a[1] == '.' && (a[2] == '/' || a[2] == '\0'))
+                a += 2;
+            else
+                break;
+        }
+        for (;;) {
+            if (b[0] == '/' && b[1] == '/')
+                b++;
+            else if (b[0] == '/' && b[1] == '.' && (b[2] == '/' || b[2] == '\0'))
+                b += 2;
+            else
+                break;
+        }
+        if (*a == '/' && a[1] == '\0' && !*b)
+            return true; /* a trailing '/' */
+        if (*b == '/' && b[1] == '\0' && !*a)
+            return true;
+        if (*a != *b)
+            return false;
+        if (!*a)
+            return true;
+        a++;
+        b++;
+    }
+}
+
 static int parse_brokers(struct ld *ld, const config_setting_t *root)
 {
     struct relay_config *cfg = ld->cfg;
@@ -976,8 +1045,16 @@ static int parse_brokers(struct ld *ld, const config_setting_t *root)
                 return fail(ld, config_setting_get_member(g, "name"),
                             "duplicate broker name \"%s\" (first at line %d)", cfg->brokers[i].name,
                             cfg->brokers[j].line);
+        /* two journals in one directory would corrupt each other */
+        for (unsigned j = 0; j < i && cfg->brokers[i].spool.dir; j++)
+            if (cfg->brokers[j].spool.dir &&
+                same_path(cfg->brokers[j].spool.dir, cfg->brokers[i].spool.dir))
+                return fail(ld,
+                            config_setting_get_member(config_setting_get_member(g, "spool"), "dir"),
+                            "broker \"%s\": spool.dir %s is also the spool of broker \"%s\"",
+                            cfg->brokers[i].name, cfg->brokers[i].spool.dir, cfg->brokers[j].name);
     }
-    return 0;
+    return check_client_ids(ld, list);
 }
 
 /* ---- routes ------------------------------------------------------------------------------- */

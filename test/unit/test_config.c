@@ -216,7 +216,8 @@ static void test_full(void **state)
     assert_int_equal(relay_broker_client_id(e, 0, buf, sizeof(buf)), 11);
     assert_string_equal(buf, "site-a-edge");
     assert_false(e->has_tls);
-    assert_true(e->tls.verify == false && e->tls.ca_file == NULL);
+    assert_true(e->tls.verify); /* the default holds without a tls group too */
+    assert_null(e->tls.ca_file);
 
     const struct relay_route_config *r = &cfg.routes[0];
     assert_string_equal(r->name, "cmd-down");
@@ -302,6 +303,7 @@ static void test_defaults(void **state)
     assert_int_equal(b->ack_timeout_ms, 20000);
     assert_null(b->status_topic);
     assert_false(b->has_tls);
+    assert_true(b->tls.verify);
 
     const struct relay_route_config *r = &cfg.routes[0];
     assert_string_equal(r->name, "a->b#0");
@@ -708,6 +710,52 @@ static void test_password_exclusive(void **state)
                  "give one");
 }
 
+static void test_shared_resources(void **state)
+{
+    struct scratch *sc = *state;
+    struct relay_config cfg;
+    char want[512], *dir = realpath(sc->dir, NULL);
+    assert_non_null(dir);
+    snprintf(want, sizeof(want),
+             "relay.conf:4: broker \"b\": spool.dir %s/./s/ is also the spool of broker \"a\"",
+             dir);
+    expect_error("brokers = (\n"
+                 "  { name = \"a\"; url = \"mqtt://h\"; spool = { dir = \"s\"; }; },\n"
+                 "  { name = \"b\"; url = \"mqtt://g\";\n"
+                 "    spool = { dir = \"./s/\"; }; }\n"
+                 ");\n",
+                 want);
+    free(dir);
+    /* the same broker twice with one client id: they would kick each other off */
+    expect_error("brokers = (\n"
+                 "  { name = \"a\"; url = \"mqtt://H:1883\"; client_id = \"relay-1\"; },\n"
+                 "  { name = \"b\"; url = [\"mqtt://x\", \"mqtt://h\"]; connections = 2;\n"
+                 "    client_id = \"relay\"; }\n"
+                 ");\n",
+                 "relay.conf:4: broker \"b\": client id \"relay-1\" is also used by broker \"a\" "
+                 "on the same host and port: the broker would disconnect one whenever the other "
+                 "connects");
+    /* different brokers may use the same id */
+    load_ok("brokers = (\n"
+            "  { name = \"a\"; url = \"mqtt://h:1883\"; client_id = \"relay\"; },\n"
+            "  { name = \"b\"; url = \"mqtt://h:1884\"; client_id = \"relay\"; }\n"
+            ");\n",
+            &cfg);
+    relay_config_cleanup(&cfg);
+}
+
+static void test_password_needs_username_v3(void **state)
+{
+    (void)state;
+    struct relay_config cfg;
+    expect_error(BROKER("version = \"3.1.1\"; password = \"a\";"),
+                 "relay.conf:3: broker \"edge\": password needs a username with MQTT 3.1.1");
+    load_ok(BROKER("version = \"3.1.1\"; password = \"a\"; username = \"u\";"), &cfg);
+    relay_config_cleanup(&cfg);
+    load_ok(BROKER("password = \"a\";"), &cfg); /* MQTT 5 allows it */
+    relay_config_cleanup(&cfg);
+}
+
 static void test_tls(void **state)
 {
     struct scratch *s = *state;
@@ -1070,6 +1118,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_duplicate_route_name, setup, teardown),
         cmocka_unit_test_setup_teardown(test_password_file_modes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_password_exclusive, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_password_needs_username_v3, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shared_resources, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_v31_client_id_long, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loop_311, setup, teardown),
