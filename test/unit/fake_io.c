@@ -92,9 +92,9 @@ int fake_tx(struct fake_io *f, struct relay_conn *c, struct mqc_packet *pk, int 
             memcpy(copy, l->buf + off, fr.total);
             assert_true(f->n_keep < FAKE_MAX_KEEP);
             f->keep[f->n_keep++] = copy;
-            assert_int_equal(mqc_decode(copy, fr.total, type == MQC_CONNECT ? 0 : l->version,
-                                        &pk[count]),
-                             MQC_OK);
+            assert_int_equal(
+                mqc_decode(copy, fr.total, type == MQC_CONNECT ? 0 : l->version, &pk[count]),
+                MQC_OK);
             pk[count].type = type;
             if (type == MQC_CONNECT)
                 l->version = pk[count].u.connect.version;

@@ -3,6 +3,7 @@
  * MQTT 5.0's unless marked 3.1.1. Every input sits at the end of a page (an over-read faults). */
 #include "mqc_testutil.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static int decode_hex(const char *hex, uint8_t version, struct mqc_packet *out, uint8_t *buf,
@@ -724,6 +725,72 @@ static void reason_forms(void **state)
     mqt_guard_free(&g);
 }
 
+/* Every code 0..255 in every packet that carries one, per version, against the lists of the
+ * specifications: 5.0 §3.2.2.2, §3.4.2.1, §3.5.2.1, §3.6.2.1, §3.7.2.1, §3.9.3, §3.11.3,
+ * §3.14.2.1, §3.15.2.1; 3.1.1 §3.2.2.3 (0..5) and [MQTT-3.9.3-2] (0, 1, 2, 0x80). */
+static bool listed(const char *list, unsigned code)
+{
+    for (const char *p = list; *p;) {
+        char *end;
+        unsigned long v = strtoul(p, &end, 16);
+        if (end == p)
+            break;
+        if (v == code)
+            return true;
+        p = end;
+    }
+    return false;
+}
+
+static void reason_code_tables(void **state)
+{
+    (void)state;
+    static const char *connack5 = "00 80 81 82 83 84 85 86 87 88 89 8a 8c 90 95 97 99 9a 9b "
+                                  "9c 9d 9f";
+    static const char *puback5 = "00 10 80 83 87 90 91 97 99";
+    static const char *pubrel5 = "00 92";
+    static const char *suback5 = "00 01 02 80 83 87 8f 91 97 9e a1 a2";
+    static const char *unsuback5 = "00 11 80 83 87 8f 91";
+    static const char *disconnect5 = "00 04 80 81 82 83 87 89 8b 8d 8e 8f 90 93 94 95 96 97 98 "
+                                     "99 9a 9b 9c 9d 9e 9f a0 a1 a2";
+    static const char *auth5 = "00 18 19";
+    static const char *connack3 = "00 01 02 03 04 05";
+    static const char *suback3 = "00 01 02 80";
+    struct mqt_guard g = {0};
+    for (unsigned code = 0; code < 256; code++) {
+        struct {
+            uint8_t version;
+            uint8_t bytes[8];
+            size_t len;
+            const char *list;
+        } t[] = {
+            {MQC_V5, {0x20, 0x03, 0x00, (uint8_t)code, 0x00}, 5, connack5},
+            {MQC_V5, {0x40, 0x03, 0x00, 0x01, (uint8_t)code}, 5, puback5},
+            {MQC_V5, {0x50, 0x03, 0x00, 0x01, (uint8_t)code}, 5, puback5},
+            {MQC_V5, {0x62, 0x03, 0x00, 0x01, (uint8_t)code}, 5, pubrel5},
+            {MQC_V5, {0x70, 0x03, 0x00, 0x01, (uint8_t)code}, 5, pubrel5},
+            {MQC_V5, {0x90, 0x04, 0x00, 0x01, 0x00, (uint8_t)code}, 6, suback5},
+            {MQC_V5, {0xB0, 0x04, 0x00, 0x01, 0x00, (uint8_t)code}, 6, unsuback5},
+            {MQC_V5, {0xE0, 0x01, (uint8_t)code}, 3, disconnect5},
+            {MQC_V5, {0xF0, 0x01, (uint8_t)code}, 3, auth5},
+            {MQC_V311, {0x20, 0x02, 0x00, (uint8_t)code}, 4, connack3},
+            {MQC_V31, {0x20, 0x02, 0x00, (uint8_t)code}, 4, connack3},
+            {MQC_V311, {0x90, 0x03, 0x00, 0x01, (uint8_t)code}, 5, suback3},
+        };
+        for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+            struct mqc_packet pkt;
+            const uint8_t *p = mqt_guard_put(&g, t[i].bytes, t[i].len);
+            int want = listed(t[i].list, code) ? MQC_OK : MQC_EREASON;
+            int rc = mqc_decode(p, t[i].len, t[i].version, &pkt);
+            if (rc != want)
+                fail_msg("%s code 0x%02x (version %d): got %s, expected %s",
+                         mqc_type_name(t[i].bytes[0] >> 4), code, t[i].version, mqt_err_name(rc),
+                         mqt_err_name(want));
+        }
+    }
+    mqt_guard_free(&g);
+}
+
 /* mqc_decode_publish is for PUBLISH frames only. */
 static void decode_publish_other_type(void **state)
 {
@@ -791,17 +858,12 @@ static void type_names(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(reserved_flags),
-        cmocka_unit_test(connect_311_fields),
-        cmocka_unit_test(connect_5_fields),
-        cmocka_unit_test(connect_31_fields),
-        cmocka_unit_test(publish_fields),
-        cmocka_unit_test(ack_forms),
-        cmocka_unit_test(subscribe_walk),
-        cmocka_unit_test(reason_forms),
-        cmocka_unit_test(decode_publish_other_type),
-        cmocka_unit_test(error_strings),
-        cmocka_unit_test(reason_codes),
+        cmocka_unit_test(reserved_flags),     cmocka_unit_test(connect_311_fields),
+        cmocka_unit_test(connect_5_fields),   cmocka_unit_test(connect_31_fields),
+        cmocka_unit_test(publish_fields),     cmocka_unit_test(ack_forms),
+        cmocka_unit_test(subscribe_walk),     cmocka_unit_test(reason_forms),
+        cmocka_unit_test(reason_code_tables), cmocka_unit_test(decode_publish_other_type),
+        cmocka_unit_test(error_strings),      cmocka_unit_test(reason_codes),
         cmocka_unit_test(type_names),
     };
     int failed = mqt_run_table("decode cases", cases, sizeof cases / sizeof cases[0],

@@ -77,12 +77,12 @@ static void ack(struct env *e, struct relay_conn *c, uint8_t type, uint16_t pid)
     assert_int_equal(fake_rx(&e->io, c, &p), 0);
 }
 
-#define TWO_BROKERS(extra_b, route)                                                             \
-    "relay: { id = \"site-t\"; log_level = \"error\"; };\n"                                    \
-    "brokers = (\n"                                                                            \
-    "  { name = \"a\"; url = \"mqtt://127.0.0.1:1001\"; version = \"5\"; },\n"                 \
-    "  { name = \"b\"; url = \"mqtt://127.0.0.1:1002\"; version = \"3.1.1\"; " extra_b " }\n" \
-    ");\n"                                                                                     \
+#define TWO_BROKERS(extra_b, route)                                                                \
+    "relay: { id = \"site-t\"; log_level = \"error\"; };\n"                                        \
+    "brokers = (\n"                                                                                \
+    "  { name = \"a\"; url = \"mqtt://127.0.0.1:1001\"; version = \"5\"; },\n"                     \
+    "  { name = \"b\"; url = \"mqtt://127.0.0.1:1002\"; version = \"3.1.1\"; " extra_b " }\n"      \
+    ");\n"                                                                                         \
     "routes = ( " route " );\n"
 
 static void ack_only_after_destination_acks(void **st)
@@ -198,12 +198,12 @@ static void template_qos_and_retain(void **st)
     env_free(e);
 }
 
-#define V5_PAIR(route)                                                                        \
-    "relay: { id = \"site-t\"; };\n"                                                         \
-    "brokers = (\n"                                                                          \
-    "  { name = \"a\"; url = \"mqtt://127.0.0.1:1001\"; },\n"                                \
-    "  { name = \"c\"; url = \"mqtt://127.0.0.1:1003\"; }\n"                                 \
-    ");\n"                                                                                   \
+#define V5_PAIR(route)                                                                             \
+    "relay: { id = \"site-t\"; };\n"                                                               \
+    "brokers = (\n"                                                                                \
+    "  { name = \"a\"; url = \"mqtt://127.0.0.1:1001\"; },\n"                                      \
+    "  { name = \"c\"; url = \"mqtt://127.0.0.1:1003\"; }\n"                                       \
+    ");\n"                                                                                         \
     "routes = ( " route " );\n"
 
 static size_t user_prop(uint8_t *buf, size_t len, const char *k, const char *v)
@@ -232,8 +232,7 @@ static void relay_path_and_properties(void **st)
     plen = user_prop(props, plen, "k1", "v1");
     plen = user_prop(props, plen, "relay-path", "site-x");
     plen = user_prop(props, plen, "k2", "v2");
-    struct mqc_prop ct = {.id = MQC_PROP_CONTENT_TYPE,
-                          .str = {(const uint8_t *)"text/plain", 10}};
+    struct mqc_prop ct = {.id = MQC_PROP_CONTENT_TYPE, .str = {(const uint8_t *)"text/plain", 10}};
     mqc_prop_put(&ct, props, sizeof(props), &plen);
     publish(e, a, "p/1", 1, 1, props, plen);
     assert_int_equal(fake_tx(&e->io, c, pk, 8), 1);
@@ -269,8 +268,8 @@ static void relay_path_and_properties(void **st)
 
 static void properties_dropped_but_path_kept(void **st)
 {
-    struct env *e = env_new(
-        V5_PAIR("{ from = \"a\"; to = \"c\"; filter = \"p/#\"; properties = \"drop\"; }"));
+    struct env *e =
+        env_new(V5_PAIR("{ from = \"a\"; to = \"c\"; filter = \"p/#\"; properties = \"drop\"; }"));
     struct relay_conn *a = conn(e, 0, 0), *c = conn(e, 1, 0);
     struct mqc_packet pk[8];
     uint8_t props[256];
@@ -294,8 +293,8 @@ static void properties_dropped_but_path_kept(void **st)
 
 static void pool_keeps_each_topic_on_one_connection(void **st)
 {
-    struct env *e = env_new(
-        TWO_BROKERS("connections = 3;", "{ from = \"a\"; to = \"b\"; filter = \"s/#\"; }"));
+    struct env *e =
+        env_new(TWO_BROKERS("connections = 3;", "{ from = \"a\"; to = \"b\"; filter = \"s/#\"; }"));
     struct relay_conn *a = conn(e, 0, 0);
     struct mqc_packet pk[64];
     int seen[3] = {0}, owner[30];

@@ -88,8 +88,8 @@ static void h_window(struct relay_session *s, int t)
         R.window_under++;
 }
 
-static const struct relay_session_hooks HOOKS = {h_up, h_publish, h_done, h_suback, h_rx_full,
-                                                 h_window};
+static const struct relay_session_hooks HOOKS = {h_up,     h_publish, h_done,
+                                                 h_suback, h_rx_full, h_window};
 
 static struct relay_log LOG;
 
@@ -348,8 +348,8 @@ static void subscribe_batches(void **st)
         struct mqc_prop p;
 
         assert_int_equal(pk[i].u.subscribe.count, 1);
-        assert_int_equal(
-            mqc_props_find(&pk[i].u.subscribe.props, MQC_PROP_SUBSCRIPTION_ID, &p), MQC_OK);
+        assert_int_equal(mqc_props_find(&pk[i].u.subscribe.props, MQC_PROP_SUBSCRIPTION_ID, &p),
+                         MQC_OK);
         assert_int_equal(p.num, (uint32_t)i + 1);
     }
     fx_free(f);
@@ -415,7 +415,12 @@ static void resend_with_dup_after_reconnect(void **st)
     (void)st;
     bring_up(f, false, NULL, 0);
     for (int i = 0; i < 3; i++)
-        relay_session_enqueue(&f->s, make_msg(MQC_V311, i == 0 ? "a" : i == 1 ? "b" : "c", 1),
+        relay_session_enqueue(&f->s,
+                              make_msg(MQC_V311,
+                                       i == 0   ? "a"
+                                       : i == 1 ? "b"
+                                                : "c",
+                                       1),
                               f->now);
     n = drain_tx(f, out, sizeof(out));
     assert_int_equal(packets(f, out, n, pk, 16), 3);

@@ -1,6 +1,8 @@
 /* utf8.c: UTF-8 Encoded String content, MQTT 5.0 §1.5.4 / MQTT 3.1.1 §1.5.3. */
 #include "mqc_testutil.h"
 
+#include <string.h>
+
 struct utf8_case {
     const char *name;
     const char *hex;
@@ -208,12 +210,34 @@ static void four_byte_table(void **state)
             }
 }
 
+/* [MQTT-1.5.4-2] U+0000 anywhere in strings of every length up to 40, including inside the
+ * 8-byte blocks a fast path may take at once; and a non-ASCII byte at every position. */
+static void nul_and_high_everywhere(void **state)
+{
+    (void)state;
+    uint8_t s[40];
+    for (size_t len = 1; len <= sizeof s; len++)
+        for (size_t at = 0; at < len; at++) {
+            memset(s, 'a', len);
+            assert_err(mqc_utf8_check(s, len), MQC_OK);
+            s[at] = 0x00;
+            if (mqc_utf8_check(s, len) != MQC_EUTF8)
+                fail_msg("U+0000 at %zu of %zu accepted", at, len);
+            s[at] = 0x80; /* a stray continuation byte */
+            if (mqc_utf8_check(s, len) != MQC_EUTF8)
+                fail_msg("0x80 at %zu of %zu accepted", at, len);
+            s[at] = 0xFF;
+            if (mqc_utf8_check(s, len) != MQC_EUTF8)
+                fail_msg("0xFF at %zu of %zu accepted", at, len);
+        }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(cut_by_len),      cmocka_unit_test(code_point_sweep),
         cmocka_unit_test(two_byte_table),  cmocka_unit_test(three_byte_table),
-        cmocka_unit_test(four_byte_table),
+        cmocka_unit_test(four_byte_table), cmocka_unit_test(nul_and_high_everywhere),
     };
     int failed =
         mqt_run_table("utf8 cases [MQTT-1.5.4-1/2/3]", cases, sizeof cases / sizeof cases[0],

@@ -33,12 +33,12 @@ static void marks_with_hysteresis(void **st)
 
     (void)st;
     relay_window_init(&w, 10, 100, 50);
-    assert_int_equal(relay_window_add(&w, 100), 0); /* at the mark: not over */
-    assert_int_equal(relay_window_add(&w, 1), 1);   /* over: pause */
-    assert_int_equal(relay_window_add(&w, 50), 0);  /* still over: said once */
-    assert_int_equal(relay_window_remove(&w, 60), 0);  /* 91: under high, above low */
-    assert_int_equal(relay_window_remove(&w, 40), 0);  /* 51: still above low */
-    assert_int_equal(relay_window_remove(&w, 1), -1);  /* 50: at low, resume */
+    assert_int_equal(relay_window_add(&w, 100), 0);   /* at the mark: not over */
+    assert_int_equal(relay_window_add(&w, 1), 1);     /* over: pause */
+    assert_int_equal(relay_window_add(&w, 50), 0);    /* still over: said once */
+    assert_int_equal(relay_window_remove(&w, 60), 0); /* 91: under high, above low */
+    assert_int_equal(relay_window_remove(&w, 40), 0); /* 51: still above low */
+    assert_int_equal(relay_window_remove(&w, 1), -1); /* 50: at low, resume */
     assert_int_equal(w.queued, 50);
     assert_int_equal(relay_window_remove(&w, 100), 0); /* never below zero, said once */
     assert_int_equal(w.queued, 0);
