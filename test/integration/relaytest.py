@@ -187,7 +187,11 @@ class Broker:
         self.name = name
         self.port = free_port()
         self.dir = os.path.join(t.tmp, "broker-" + name)
-        os.makedirs(self.dir, exist_ok=True)
+        k = 1
+        while os.path.exists(self.dir):
+            k += 1
+            self.dir = os.path.join(t.tmp, "broker-%s-%d" % (name, k))
+        os.makedirs(self.dir)
         self.max_inflight = max_inflight
         self.persistence = persistence
         self.autosave_interval = autosave_interval
@@ -215,8 +219,9 @@ class Broker:
         if self.log_all:
             lines.append("log_type all")
         else:
+            # enough for connections and subscriptions, nothing per message
             lines += ["log_type error", "log_type warning", "log_type notice",
-                      "log_type information"]
+                      "log_type information", "log_type subscribe"]
         if self.max_inflight is not None:
             lines.append("max_inflight_messages %d" % self.max_inflight)
         if self.persistence:
@@ -319,22 +324,14 @@ class Broker:
         return ids
 
     def subscriptions(self, i=-1):
-        """(client id, qos, filter) for each subscription in run i ('ID QOS FILTER' lines that
-        follow 'Received SUBSCRIBE from ID')."""
+        """(client id, qos, filter) for each subscription in run i: Mosquitto logs "ID QOS
+        FILTER" for each (log_type subscribe, included in all), ID a client that connected."""
+        ids = set(self.connected_ids(i))
         subs = []
-        current = None
         for line in self.log_lines(i):
-            m = re.match(r"^Received SUBSCRIBE from (.+)$", line)
-            if m:
-                current = m.group(1)
-            elif current is not None and line.startswith("\t"):
-                pass  # "\tFILTER (QoS n)": the request; the next line has the result
-            elif current is not None and line.startswith(current + " "):
-                m = re.match(r"^(\d+) (.*)$", line[len(current) + 1:])
-                if m:
-                    subs.append((current, int(m.group(1)), m.group(2)))
-            else:
-                current = None
+            m = re.match(r"^(\S+) ([0-2]) (\S.*)$", line)
+            if m and m.group(1) in ids:
+                subs.append((m.group(1), int(m.group(2)), m.group(3)))
         return subs
 
 
@@ -354,7 +351,11 @@ class Relay:
         self.t = t
         self.name = name
         self.dir = os.path.join(t.tmp, name)
-        os.makedirs(self.dir, exist_ok=True)
+        k = 1
+        while os.path.exists(self.dir):  # one directory (and log) per Relay object
+            k += 1
+            self.dir = os.path.join(t.tmp, "%s-%d" % (name, k))
+        os.makedirs(self.dir)
         self.conf_path = os.path.join(self.dir, name + ".conf")
         self.stderr_path = os.path.join(self.dir, "stderr.log")
         self.stdout_path = os.path.join(self.dir, "stdout.log")
