@@ -516,6 +516,7 @@ function rPacket (r, t, v) {
     }
     case 'puback': case 'pubrec': case 'pubrel': case 'pubcomp': {
       const o = { cmd: t, messageId: pid() }
+      if (t === 'pubrel' && v === 3 && r.bool(0.3)) o.setDup = true /* 3.1 re-delivery */
       if (v5) {
         o.reasonCode = r.pick(t === 'puback' || t === 'pubrec' ? RC.puback : RC.pubrel)
         const props = rProps(r, 'ack')
@@ -525,6 +526,7 @@ function rPacket (r, t, v) {
     }
     case 'subscribe': {
       const o = { cmd: 'subscribe', messageId: pid(), subscriptions: [] }
+      if (v === 3 && r.bool(0.3)) o.dup = true
       const n = r.int(1, 6)
       for (let i = 0; i < n; i++) {
         const s = { topic: rFilter(r), qos: r.int(0, 2) }
@@ -553,6 +555,7 @@ function rPacket (r, t, v) {
     }
     case 'unsubscribe': {
       const o = { cmd: 'unsubscribe', messageId: pid(), unsubscriptions: [] }
+      if (v === 3 && r.bool(0.3)) o.dup = true
       const n = r.int(1, 6)
       for (let i = 0; i < n; i++) o.unsubscriptions.push(rFilter(r))
       if (v5) o.properties = rProps(r, 'unsubscribe')
@@ -643,6 +646,20 @@ function fixedCases () {
     ok(`suback-v${v}`, v, { cmd: 'suback', messageId: 9, granted: v === 5 ? [0, 1, 2, 0x80, 0x8F, 0xA2] : (v === 4 ? [0, 1, 2, 0x80] : [0, 1, 2]) })
     ok(`unsubscribe-v${v}`, v, { cmd: 'unsubscribe', messageId: 10, unsubscriptions: ['a/b', '#', '$share/g/+'] })
     ok(`unsuback-v${v}`, v, v === 5 ? { cmd: 'unsuback', messageId: 11, granted: [0, 0x11, 0x80] } : { cmd: 'unsuback', messageId: 11 })
+    /* 3.1 §2.1: DUP is set when re-delivering PUBLISH, PUBREL, SUBSCRIBE or UNSUBSCRIBE;
+     * from 3.1.1 on, those flags are fixed at 0010 (KD-DUP-FLAGS) */
+    const dupCases = [
+      /* mqtt-packet cannot write a DUP PUBREL (it indexes its header table with DUP_MASK):
+       * generate a plain one and set the bit (cs.setDup) */
+      ['pubrel-dup', { cmd: 'pubrel', messageId: 5 }],
+      ['subscribe-dup', { cmd: 'subscribe', messageId: 6, dup: true, subscriptions: [{ topic: 'a/#', qos: 1 }] }],
+      ['unsubscribe-dup', { cmd: 'unsubscribe', messageId: 7, dup: true, unsubscriptions: ['a/#'] }]
+    ]
+    for (const [n, pkt] of dupCases) {
+      if (v === 3) ok(`${n}-v3`, v, pkt)
+      else bad(`${n}-v${v}`, v, pkt, 'MQC_EFLAGS', 'KD-DUP-FLAGS')
+      if (pkt.cmd === 'pubrel') c[c.length - 1].setDup = true
+    }
     ok(`pingreq-v${v}`, v, { cmd: 'pingreq' })
     ok(`pingresp-v${v}`, v, { cmd: 'pingresp' })
     ok(`disconnect-v${v}`, v, v === 5 ? { cmd: 'disconnect', reasonCode: 0 } : { cmd: 'disconnect' })
@@ -774,6 +791,7 @@ function main () {
     } catch (e) {
       throw new Error(`mqtt-packet cannot generate ${cs.name}: ${e.message}`)
     }
+    if (cs.setDup || cs.pkt.setDup) bytes[0] |= 0x08
     cs.bytes = bytes
     cs.canon = expectCanon
     recs.push({ v: cs.v, bytes })
@@ -907,11 +925,16 @@ function explainFieldDiff (cs, ours) {
 /* Our re-encoding differs from mqtt-packet's bytes: acceptable only for the MQTT 5 forms where
  * the spec lets the sender omit the Reason Code and/or the Property Length (KD-SHORT-FORM). */
 function explainReencDiff (cs, reenc) {
+  /* 3.1 DUP on PUBREL/SUBSCRIBE/UNSUBSCRIBE: accepted, not kept (the relay resends with its
+   * own retry logic), so re-encoded without it; nothing else may differ (KD-31-DUP). */
+  const b = cs.bytes
+  if (cs.v === 3 && ['pubrel', 'subscribe', 'unsubscribe'].includes(cs.canon.type) &&
+      (b[0] & 0x08) && reenc.length === b.length && reenc[0] === (b[0] & ~0x08) &&
+      reenc.subarray(1).equals(b.subarray(1))) return 'KD-31-DUP'
   if (cs.v !== 5) return null
   const t = cs.canon.type
   const short = ['puback', 'pubrec', 'pubrel', 'pubcomp', 'disconnect', 'auth']
   if (!short.includes(t) || cs.canon.props.length) return null
-  const b = cs.bytes
   if (t === 'disconnect' || t === 'auth') {
     /* mqtt-packet: [hdr, 2, code, 0]; short: [hdr, 0] (code 0) or [hdr, 1, code] */
     if (b.length === 4 && b[1] === 2 && b[3] === 0) {

@@ -19,6 +19,10 @@ if ! command -v npm >/dev/null 2>&1; then
   exit 77
 fi
 
+mkdir -p "$work"
+work=$(cd "$work" && pwd)
+case $exe in /*) ;; *) exe=$(pwd)/$exe ;; esac
+
 npmdir=$work/npm
 stamp=$npmdir/.installed-lock.json
 mkdir -p "$npmdir"
