@@ -481,8 +481,11 @@ int mqc_decode(const uint8_t *buf, size_t len, uint8_t version, struct mqc_packe
         return dec_publish(flags, &c, version, &out->u.publish);
     if (type == MQC_AUTH && version != MQC_V5)
         return MQC_EV5ONLY; /* AUTH exists only in 5.0 */
-    if (flags != fixed_flags(type))
-        return MQC_EFLAGS; /* [MQTT-2.1.3-1] (3.1.1 [MQTT-2.2.2-1/2]) */
+    /* [MQTT-2.1.3-1] (3.1.1 [MQTT-2.2.2-1/2]). MQTT 3.1 §2.1 sets DUP when re-delivering
+     * PUBREL, SUBSCRIBE or UNSUBSCRIBE, as Mosquitto does for 3.1: accept that bit there. */
+    if (flags != fixed_flags(type) &&
+        !(version == MQC_V31 && fixed_flags(type) == 0x2u && flags == (0x2u | 0x8u)))
+        return MQC_EFLAGS;
     switch (type) {
     case MQC_CONNECT:
         return dec_connect(&c, &out->u.connect);
