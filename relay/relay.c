@@ -220,8 +220,11 @@ static int conn_init(struct relay *r, struct relay_broker *b, uint32_t idx)
     c->b = b;
     c->idx = idx;
     snprintf(c->who, sizeof(c->who), "%s#%u", bc->name, idx);
-    if (relay_broker_client_id(bc, idx, c->client_id, sizeof(c->client_id)) < 0)
-        return -EINVAL;
+    /* the base id plus "-<idx>" */
+    size_t idcap = strlen(bc->client_id) + 16u;
+    c->client_id = malloc(idcap);
+    if (!c->client_id || relay_broker_client_id(bc, idx, c->client_id, idcap) < 0)
+        return -ENOMEM;
     c->scfg = (struct relay_session_cfg){
         .version = bc->version,
         .try_bridge = bc->version != MQC_V5,
@@ -342,6 +345,7 @@ void relay_free(struct relay *r)
         for (uint32_t j = 0; b->conns && j < b->n_conns; j++) {
             relay_session_cleanup(&b->conns[j].s);
             free(b->conns[j].subs);
+            free(b->conns[j].client_id);
         }
         free(b->conns);
         free(b->from);

@@ -477,7 +477,7 @@ struct relay_conn {
     struct relay_broker *b;
     uint32_t idx;
     char who[96];                   /* "broker#idx" */
-    char client_id[128];
+    char *client_id;                /* up to 65535 bytes, as the configuration allows */
     struct relay_session_cfg scfg;
     struct relay_session s;
     struct relay_sub *subs;         /* what this connection subscribes */

@@ -38,7 +38,11 @@ int relay_routes_init(struct relay *r, char *err, size_t errlen)
         if (relay_tpl_compile(&rt->tpl, rc->topic, rc->filter, err, errlen) != 0)
             return -EINVAL;
         n = relay_route_subscription(rc, sub, sizeof(sub));
-        if (n < 0 || !(rt->sub_filter = strdup(sub)))
+        if (n < 0) {
+            snprintf(err, errlen, "route \"%s\": subscription too long", rc->name);
+            return -EINVAL;
+        }
+        if (!(rt->sub_filter = strdup(sub)))
             return -ENOMEM;
     }
     for (size_t i = 0; i < cfg->n_brokers; i++)
