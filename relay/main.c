@@ -70,9 +70,20 @@ static int run(const struct relay_config *cfg)
     relay_log(&log, RELAY_LOG_INFO, NULL, "mqtt-relay %s starting as \"%s\": %zu brokers, %zu routes",
               RELAY_VERSION_STRING, cfg->id, cfg->n_brokers, cfg->n_routes);
     relay_start(r, relay_now_ms());
+    /* systemd (notify.c): configured and connecting; watchdog pings at half WatchdogSec */
+    relay_notify("READY=1");
+    uint64_t wd_every = relay_notify_watchdog_ms(), wd_next = relay_now_ms() + wd_every;
+    bool stopping = false;
     while (!relay_finished(r)) {
         now = relay_now_ms();
+        if (wd_every && now >= wd_next) {
+            relay_notify("WATCHDOG=1");
+            wd_next = now + wd_every;
+        }
         if (stop) {
+            if (!stopping)
+                relay_notify("STOPPING=1");
+            stopping = true;
             relay_stop(r, now);
             if (now > r->stop_deadline + 2000u) {
                 relay_log(&log, RELAY_LOG_WARN, NULL, "links did not close in time; exiting");
@@ -105,6 +116,13 @@ int main(int argc, char **argv)
             file = argv[++i];
         } else if (!strcmp(argv[i], "--check")) {
             check = true;
+        } else if (!strcmp(argv[i], "--from-mosquitto") && i + 1 < argc) {
+            /* prints the converted configuration (mosquitto.c); nothing else on this line */
+            if (argc != 3) {
+                usage(stderr);
+                return 1;
+            }
+            return relay_from_mosquitto(argv[++i], stdout, stderr) == 0 ? 0 : 1;
         } else if (!strcmp(argv[i], "--version")) {
             printf("mqtt-relay %s\n", RELAY_VERSION_STRING);
             return 0;

@@ -131,6 +131,23 @@ int relay_broker_client_id(const struct relay_broker_config *b, uint32_t idx, ch
 void relay_config_print_plan(const struct relay_config *cfg, FILE *out);
 
 /* ======================================================================================== */
+/* mosquitto.c: `--from-mosquitto FILE`, and notify.c: systemd notifications                */
+/* ======================================================================================== */
+
+/* Reads the Mosquitto 2.0 configuration path (following its include_dir) and prints to out a
+ * commented mqtt-relay configuration equivalent to its bridges (SPEC.md, Command line). 0 when
+ * printed; otherwise nothing is printed to out, err holds one line ("FILE:LINE: what" for an
+ * error in the Mosquitto file) and the result is -EINVAL, -ENOENT/-EACCES (unreadable file),
+ * -EIO or -ENOMEM. */
+int relay_from_mosquitto(const char *path, FILE *out, FILE *err);
+
+/* sd_notify(state) when built with libsystemd and started by systemd ("READY=1",
+ * "STOPPING=1", "RELOADING=1", "WATCHDOG=1", ...); does nothing otherwise. */
+void relay_notify(const char *state);
+/* The interval at which to send "WATCHDOG=1" (half of WatchdogSec), in ms; 0 = no watchdog. */
+uint64_t relay_notify_watchdog_ms(void);
+
+/* ======================================================================================== */
 /* template.c: destination topic templates and the static loop check                        */
 /* ======================================================================================== */
 
