@@ -51,6 +51,7 @@
 #define FLUSH_CLOSE_SECS 2       /* a link closing after a last write is killed after this */
 #define WHY_LEN 200
 #define MAX_ADDRS 8
+#define MAX_WAKES 16
 
 enum link_state {
     LINK_CONNECTING = 0, /* lws is connecting; nothing told to the core yet */
@@ -116,9 +117,10 @@ struct relay_transport {
     struct tls_vhost *creating;   /* the one lws_create_vhost() is making */
     struct tls_vhost *vh_default; /* no files: plain links and the system CA store */
     unsigned vhost_seq;
-    struct lws_vhost *vh_http;          /* metrics listener, NULL if none */
-    lws_sorted_usec_list_t sul_wake;    /* relay_core_tick() */
-    uint64_t wake_at_ms;                /* 0 = not armed */
+    struct lws_vhost *vh_http;       /* metrics listener, NULL if none */
+    lws_sorted_usec_list_t sul_wake; /* relay_core_tick() */
+    uint64_t wakes[MAX_WAKES];       /* pending wake-up requests, earliest first */
+    unsigned n_wakes;
     lws_sorted_usec_list_t sul_service; /* bounds one relay_transport_service() wait */
     struct link *links;
     bool destroying;
@@ -1090,24 +1092,57 @@ static void io_close(void *ctx, struct relay_conn *c)
     link_kill(l);
 }
 
+/* The core's wake-up requests, earliest first; one lws timer is armed for wakes[0]. */
+static void wake_fire(lws_sorted_usec_list_t *sul);
+
+static void wake_arm(struct relay_transport *t)
+{
+    uint64_t now = relay_now_ms(), at;
+
+    if (!t->n_wakes) {
+        lws_sul_cancel(&t->sul_wake);
+        return;
+    }
+    at = t->wakes[0];
+    lws_sul_schedule(t->ctx, 0, &t->sul_wake, wake_fire,
+                     at > now ? (lws_usec_t)(at - now) * LWS_US_PER_MS : 0);
+}
+
 static void wake_fire(lws_sorted_usec_list_t *sul)
 {
     struct relay_transport *t = lws_container_of(sul, struct relay_transport, sul_wake);
+    uint64_t now = relay_now_ms();
+    unsigned n = 0;
 
-    t->wake_at_ms = 0;
-    relay_core_tick(t->core, relay_now_ms());
+    while (n < t->n_wakes && t->wakes[n] <= now)
+        n++;
+    t->n_wakes -= n;
+    memmove(t->wakes, t->wakes + n, t->n_wakes * sizeof(t->wakes[0]));
+    relay_core_tick(t->core, now); /* may ask again: io_wake_at() re-arms */
+    wake_arm(t);
 }
 
+/* Every request is honoured: a tick comes at or soon after each at_ms. With the table full,
+ * the latest entry is moved earlier (a tick too early is harmless: the core asks again). */
 static void io_wake_at(void *ctx, uint64_t at_ms)
 {
     struct relay_transport *t = ctx;
-    uint64_t now = relay_now_ms();
+    unsigned i;
 
-    if (t->wake_at_ms && t->wake_at_ms <= at_ms)
-        return; /* an earlier wake-up is armed; the core asks again from that tick */
-    t->wake_at_ms = at_ms ? at_ms : 1;
-    lws_sul_schedule(t->ctx, 0, &t->sul_wake, wake_fire,
-                     at_ms > now ? (lws_usec_t)(at_ms - now) * LWS_US_PER_MS : 0);
+    for (i = 0; i < t->n_wakes && t->wakes[i] < at_ms; i++)
+        ;
+    if (i < t->n_wakes && t->wakes[i] == at_ms)
+        return;
+    if (t->n_wakes == MAX_WAKES) {
+        if (i == MAX_WAKES)
+            return; /* later than all: the tick at wakes[last] comes first */
+        t->n_wakes--;
+    }
+    memmove(t->wakes + i + 1, t->wakes + i, (t->n_wakes - i) * sizeof(t->wakes[0]));
+    t->wakes[i] = at_ms;
+    t->n_wakes++;
+    if (i == 0)
+        wake_arm(t);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -1521,7 +1556,7 @@ static int cb_http(struct lws *wsi, enum lws_callback_reasons reason, void *user
 
 /* Binds a throw-away socket to host:port to learn why lws could not (lws 4.1.6 only logs
  * it). Returns 0 or -errno. */
-static int probe_bind(const char *host, uint16_t port, char *numeric, size_t numlen)
+static int probe_bind(const char *host, uint16_t port, char *numeric, size_t numlen, int *gai)
 {
     struct addrinfo hints, *res = NULL;
     char ps[8];
@@ -1531,7 +1566,12 @@ static int probe_bind(const char *host, uint16_t port, char *numeric, size_t num
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
     snprintf(ps, sizeof(ps), "%u", port);
+    if (!host[0] || !strcmp(host, "*")) { /* all interfaces */
+        host = NULL;
+        hints.ai_family = AF_INET;
+    }
     r = getaddrinfo(host, ps, &hints, &res);
+    *gai = r;
     if (r)
         return r == EAI_SYSTEM ? -errno : -EADDRNOTAVAIL;
     if (numeric && getnameinfo(res->ai_addr, res->ai_addrlen, numeric, (socklen_t)numlen, NULL, 0,
@@ -1557,11 +1597,16 @@ static int http_listener(struct relay_transport *t, const struct relay_transport
 {
     struct lws_context_creation_info info;
     char addr[INET6_ADDRSTRLEN + 8];
-    int r;
+    int r, gai = 0;
 
     /* lws binds to an interface name or a numeric address: resolve "localhost" and friends,
      * and learn the errno lws would only log */
-    r = probe_bind(o->metrics_host, o->metrics_port, addr, sizeof(addr));
+    r = probe_bind(o->metrics_host, o->metrics_port, addr, sizeof(addr), &gai);
+    if (r && gai) {
+        snprintf(err, errlen, "metrics: cannot resolve \"%s\": %s", o->metrics_host,
+                 gai == EAI_SYSTEM ? strerror(-r) : gai_strerror(gai));
+        return r;
+    }
     if (r) {
         snprintf(err, errlen, "metrics: cannot listen on %s:%u: %s", o->metrics_host,
                  o->metrics_port, strerror(-r));
