@@ -337,6 +337,11 @@ static int parse_addresses(struct mq *mq, struct mq_at at, struct mq_conn *c, ch
                 return fail(mq, at, "invalid port 0 in address \"%s:0\"", tok);
             port = (unsigned)n;
         }
+        size_t hl = strlen(tok);
+        if (hl > 2 && tok[0] == '[' && tok[hl - 1] == ']') { /* "[::1]:1883" as in a URL */
+            tok[hl - 1] = '\0';
+            tok++;
+        }
         if (!*tok)
             return fail(mq, at, "address without a host");
         struct mq_addr *a = grow(&c->addrs, &c->n_addrs, sizeof(*a));

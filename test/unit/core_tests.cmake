@@ -3,3 +3,4 @@
 relay_unit_test(test_session)
 relay_unit_test(test_window)
 relay_unit_test(test_relay ${CMAKE_CURRENT_LIST_DIR}/fake_io.c)
+relay_unit_test(test_mosquitto)
