@@ -4,7 +4,8 @@
 # from the npm cache first, then from the registry), then runs diff.js.
 # Exit: 0 agree, 1 disagreement, 2 setup error, 77 node or npm missing (ctest: skipped).
 set -euo pipefail
-here=$(cd "${BASH_SOURCE[0]%/*}" && pwd)
+case ${BASH_SOURCE[0]} in */*) here=${BASH_SOURCE[0]%/*} ;; *) here=. ;; esac
+here=$(cd "$here" && pwd)
 [ $# -ge 2 ] || { echo "usage: $0 MQC_DIFF WORKDIR [options]" >&2; exit 2; }
 exe=$1
 work=$2
