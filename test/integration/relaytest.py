@@ -314,11 +314,12 @@ class Broker:
 
     # ------------------------------------------------------------------ what the log shows
     def connected_ids(self, i=-1):
-        """Client ids that connected in run i: 'New client connected from H:P as ID (p5, c0,
-        k60).'"""
+        """Client ids that connected in run i: "New client connected from H:P as ID (p5, c0,
+        k60)." ("New bridge connected" when a 3.x client set the bridge bit)."""
         ids = []
         for line in self.log_lines(i):
-            m = re.match(r"^New client connected from \S+ as (.+) \(p\d+, c\d+, k\d+", line)
+            m = re.match(r"^New (?:client|bridge) connected from \S+ as (.+) \(p\d+, c\d+, k\d+",
+                         line)
             if m:
                 ids.append(m.group(1))
         return ids

@@ -64,10 +64,10 @@ def run_pair(t, va, vb):
     up0 = message_set("up", 0, tag)
     down0 = message_set("down", 0, tag)
     for (tu, pu), (td, pd) in zip(up0, down0):
-        pub_a.publish(tu, pu, 0)
-        pub_b.publish(td, pd, 0)
         want_b = sub_b.count(lambda m: m.topic == tu.encode() and m.payload == pu) + 1
         want_a = sub_a.count(lambda m: m.topic == td.encode() and m.payload == pd) + 1
+        pub_a.publish(tu, pu, 0)
+        pub_b.publish(td, pd, 0)
         ok = rt.wait_until(
             lambda: sub_b.count(lambda m: m.topic == tu.encode() and m.payload == pu) >= want_b
             and sub_a.count(lambda m: m.topic == td.encode() and m.payload == pd) >= want_a, 10)
