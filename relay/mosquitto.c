@@ -681,7 +681,7 @@ static int parse_line(struct mq *mq, struct mq_at at, char *buf, int level, long
     if (!line)
         return oom(mq);
     name = next_tok(&p);
-    if (!name)
+    if (!name || name[0] == '#') /* blank, or an indented comment (Mosquitto would refuse it) */
         goto out;
     if (!strcmp(name, "connection")) {
         char *v = next_tok(&p);

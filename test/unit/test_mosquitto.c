@@ -489,6 +489,7 @@ static void test_include_dir(void **state)
     write_file("conf.d/z.txt", "connection zz\naddress h9\ntopic z in\n");
     write_file("conf.d/.conf", "connection dot\naddress h9\ntopic d in\n");
     char *out = convert_and_load("listener 1883\n"
+                                 "  # an indented comment\n"
                                  "connection main\n"
                                  "address h\n"
                                  "include_dir conf.d\n"
