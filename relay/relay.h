@@ -484,7 +484,8 @@ typedef void (*relay_spool_durable_fn)(void *arg, const struct relay_spool_ack *
 struct relay_spool_stats {
     uint64_t bytes;           /* journal bytes held (not yet reclaimed) */
     uint64_t messages;        /* records not yet delivered and acknowledged */
-    uint64_t oldest_ms;       /* t_in_ms of the oldest record held, 0 = none */
+    uint64_t oldest_ms;       /* t_in_ms of the oldest record held (monotonic, like now_ms;
+                                 after a restart carried over through the wall clock), 0 = none */
     uint64_t fsyncs;          /* commits done */
     uint64_t write_errors;    /* failed writes / fsyncs (retried) */
 };
@@ -497,14 +498,18 @@ struct relay_spool_stats {
 int relay_spool_open(const char *dir, uint64_t max_size, const char *who, struct relay_log *log,
                      relay_spool_durable_fn durable, void *arg, struct relay_spool **out,
                      char *err, size_t errlen);
-/* Commits what is pending, then closes. Records not yet delivered stay for the next run. */
+/* Commits what is pending, then closes. Records not yet delivered stay for the next run.
+ * durable() is not called from here: those sources are never acknowledged and redeliver
+ * (duplicates, never loss), and the core may already be tearing down. */
 void relay_spool_close(struct relay_spool *sp);
 
 /* Appends a copy of m (its encoded PUBLISH and the fields the session needs: qos, pid_off,
  * expiry, expiry_off, t_in_ms, route) with ack to report once durable. conn is the pool
  * connection the record is for (kept so per-topic order survives a restart). Never blocks on
  * the disk: the record waits in memory until the next commit. 0, or -ENOSPC when the spool is
- * full (the caller must not acknowledge the source: it backpressures instead). */
+ * full (the caller must not acknowledge the source: it backpressures instead; full() may stay
+ * false when only this message is too big for the room left), -EINVAL when m's offsets do not
+ * fit in m->len. */
 int relay_spool_append(struct relay_spool *sp, const struct relay_msg *m, uint32_t conn,
                        const struct relay_spool_ack *ack);
 /* Writes and fdatasyncs pending records, then calls durable() for each. 0, or -errno after
@@ -512,7 +517,8 @@ int relay_spool_append(struct relay_spool *sp, const struct relay_msg *m, uint32
  * durable that is not on disk). */
 int relay_spool_commit(struct relay_spool *sp, uint64_t now_ms);
 /* When commit should run next (0 = nothing pending). Group commit: a few ms after the first
- * pending append, or at once when much is pending. */
+ * pending append, or at once when much is pending; 1 s apart while the disk fails; also when
+ * the delivery watermark is due to be saved (at most every 500 ms). */
 uint64_t relay_spool_deadline(const struct relay_spool *sp);
 
 /* The next durable record not yet handed out, for delivery: a malloc'ed relay_msg (spool_seq
