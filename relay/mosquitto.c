@@ -1231,6 +1231,16 @@ static void print_conn(const struct mq *mq, const struct mq_conn *c, FILE *o)
         comment(o, "    ",
                 "bridge_outgoing_retain false: the routes to this broker clear the retain flag "
                 "(retain = \"clear\")");
+    if (c->outgoing_retain == 1)
+        comment(o, "    ",
+                "bridge_outgoing_retain true: the default; the routes keep the retain flag");
+    if (c->try_private == 1)
+        comment(o, "    ",
+                version == MQC_V5 ? "try_private true: no bridge flag in MQTT 5; No Local and "
+                                    "the relay-path property keep loops out"
+                                  : "try_private true: mqtt-relay's behaviour too: it sets the "
+                                    "bridge flag and connects again without it if the broker "
+                                    "refuses it");
     if (c->try_private == 0)
         comment(o, "    ",
                 "try_private false: no switch in mqtt-relay: with MQTT 3.1/3.1.1 it sets the "
@@ -1325,8 +1335,7 @@ static void print_all(const struct mq *mq, FILE *o)
     fprintf(o, "\nrelay: {\n");
     t = fmt_str("%.58s-relay", mq->conns[0].bname);
     if (t)
-        kv_str(o, "  ", "id", t,
-               "<first connection>-relay: set, so the result does not depend on the host name");
+        kv_str(o, "  ", "id", t, "set, so that --check never depends on the host name");
     free(t);
     fprintf(o, "};\n\nbrokers = (\n");
     print_local(mq, o);
