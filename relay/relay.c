@@ -373,7 +373,6 @@ static void conn_connect(struct relay_conn *c, uint64_t now_ms)
     c->close_asked = false;
     c->write_asked = false;
     c->rx_paused = false;
-    relay_log(c->r->log, RELAY_LOG_DEBUG, c->who, "connecting to %s", ep.url->text);
     if (c->r->io->connect(c->r->io->ctx, c, &ep) != 0)
         relay_core_on_close(c, "cannot start connecting", now_ms);
 }
