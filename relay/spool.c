@@ -89,7 +89,7 @@ struct rbuf {
     uint64_t name; /* the segment it reads */
     uint64_t off;  /* file offset of buf[0] */
     size_t len;
-    uint8_t *buf;  /* RB_CAP bytes */
+    uint8_t *buf; /* RB_CAP bytes */
 };
 
 struct relay_spool {
@@ -187,9 +187,8 @@ static uint32_t crc_upd(const uint32_t t[8][256], uint32_t crc, const uint8_t *p
     for (; n >= 8; p += 8, n -= 8) {
         uint32_t lo = crc ^ get32(p), hi = get32(p + 4);
 
-        crc = t[7][lo & 0xff] ^ t[6][(lo >> 8) & 0xff] ^ t[5][(lo >> 16) & 0xff] ^
-              t[4][lo >> 24] ^ t[3][hi & 0xff] ^ t[2][(hi >> 8) & 0xff] ^
-              t[1][(hi >> 16) & 0xff] ^ t[0][hi >> 24];
+        crc = t[7][lo & 0xff] ^ t[6][(lo >> 8) & 0xff] ^ t[5][(lo >> 16) & 0xff] ^ t[4][lo >> 24] ^
+              t[3][hi & 0xff] ^ t[2][(hi >> 8) & 0xff] ^ t[1][(hi >> 16) & 0xff] ^ t[0][hi >> 24];
     }
     while (n--)
         crc = (crc >> 8) ^ t[0][(crc ^ *p++) & 0xff];
@@ -228,8 +227,7 @@ static uint64_t to_mono(const struct relay_spool *sp, uint64_t wall)
 /* ---- records --------------------------------------------------------------------------- */
 
 /* Checks the header at h (REC_HDR bytes). avail: bytes of the file from h on. */
-static bool rec_parse(const struct relay_spool *sp, const uint8_t *h, uint64_t avail,
-                      struct rec *r)
+static bool rec_parse(const struct relay_spool *sp, const uint8_t *h, uint64_t avail, struct rec *r)
 {
     if (get32(h) != REC_MAGIC || get32(h + 4) != crc_upd(sp->crc, 0, h + 8, REC_HDR - 8) ||
         h[53] != REC_VERSION)
@@ -323,7 +321,7 @@ static int rb_span(struct relay_spool *sp, uint64_t pos, uint64_t n, uint64_t en
 
     while (n) {
         size_t k = n < RB_CAP ? (size_t)n : RB_CAP;
-        const uint8_t *p;
+        const uint8_t *p = NULL;
         int rc = rb_get(&sp->rb, pos, k, end, &p);
 
         if (rc)
@@ -345,7 +343,7 @@ static int rb_span(struct relay_spool *sp, uint64_t pos, uint64_t n, uint64_t en
 /* 1 when a valid record starts at pos (r filled), 0 when not, -errno. */
 static int try_rec(struct relay_spool *sp, uint64_t pos, uint64_t end, struct rec *r)
 {
-    const uint8_t *h;
+    const uint8_t *h = NULL;
     uint32_t c;
     int rc;
 
@@ -378,7 +376,7 @@ static int scan(struct relay_spool *sp, uint64_t end, uint64_t *pos, struct rec 
         return rc;
     while (q + REC_HDR <= end) {
         size_t n = end - q < RB_CAP ? (size_t)(end - q) : RB_CAP;
-        const uint8_t *p, *f;
+        const uint8_t *p = NULL, *f;
 
         if ((rc = rb_get(&sp->rb, q, n, end, &p)) != 0)
             return rc < 0 ? rc : 0;
@@ -538,8 +536,7 @@ static void reclaim(struct relay_spool *sp)
     bool gone = false;
 
     while (sp->n_segs && sp->segs[0].last && sp->segs[0].last < w) {
-        if (sp->n_segs == 1 && sp->wfd >= 0 && sp->segs[0].size < sp->seg_target / 4 &&
-            !sp->over)
+        if (sp->n_segs == 1 && sp->wfd >= 0 && sp->segs[0].size < sp->seg_target / 4 && !sp->over)
             break;
         segs_remove(sp, 0, true);
         gone = true;
@@ -844,8 +841,8 @@ static void feed_reader(struct relay_spool *sp, uint64_t name, uint64_t start)
 {
     struct rbuf *rb = &sp->rb;
 
-    if (rb->fd < 0 || rb->name != name || rb->off + rb->len != start ||
-        sp->rd_idx >= sp->n_segs || sp->segs[sp->rd_idx].name != name || sp->rd_off < rb->off)
+    if (rb->fd < 0 || rb->name != name || rb->off + rb->len != start || sp->rd_idx >= sp->n_segs ||
+        sp->segs[sp->rd_idx].name != name || sp->rd_off < rb->off)
         return;
     if (sp->rd_off < start) { /* drop what the reader is done with */
         size_t drop = (size_t)(sp->rd_off - rb->off);
@@ -1055,7 +1052,8 @@ static int list_segments(struct relay_spool *sp)
         }
     }
     closedir(d);
-    qsort(sp->segs, sp->n_segs, sizeof(*sp->segs), cmp_seg);
+    if (sp->n_segs > 1)
+        qsort(sp->segs, sp->n_segs, sizeof(*sp->segs), cmp_seg);
     return 0;
 }
 
@@ -1071,14 +1069,15 @@ static void recover_tail(struct relay_spool *sp, struct seg *s, int fd, bool las
                          uint64_t size)
 {
     char name[64], what[96];
-    const uint8_t *h;
+    const uint8_t *h = NULL;
     struct rec r;
 
     seg_file(name, sizeof(name), s->name);
     if (size - pos >= REC_HDR && rb_get(&sp->rb, pos, REC_HDR, size, &h) == 0 &&
         rec_parse(sp, h, UINT64_MAX, &r))
-        snprintf(what, sizeof(what), "a torn record (sequence %" PRIu64 ", %" PRIu64
-                 " of its %" PRIu64 " bytes)", r.seq, size - pos, (uint64_t)REC_HDR + r.len);
+        snprintf(what, sizeof(what),
+                 "a torn record (sequence %" PRIu64 ", %" PRIu64 " of its %" PRIu64 " bytes)",
+                 r.seq, size - pos, (uint64_t)REC_HDR + r.len);
     else
         snprintf(what, sizeof(what), "%" PRIu64 " bytes of a torn record", size - pos);
     if (!last) {
@@ -1116,8 +1115,8 @@ static int recover_segment(struct relay_spool *sp, struct seg *s, bool last, str
     if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         if (fd >= 0)
             close(fd);
-        relay_log(sp->log, RELAY_LOG_WARN, sp->who, "%s/%s is not a regular file: ignored",
-                  sp->dir, name);
+        relay_log(sp->log, RELAY_LOG_WARN, sp->who, "%s/%s is not a regular file: ignored", sp->dir,
+                  name);
         return 0;
     }
     rb_close(&sp->rb);
@@ -1126,8 +1125,8 @@ static int recover_segment(struct relay_spool *sp, struct seg *s, bool last, str
     while ((rc = scan(sp, (uint64_t)st.st_size, &pos, &r, &skipped)) == 1) {
         if (skipped)
             relay_log(sp->log, RELAY_LOG_ERROR, sp->who,
-                      "%s/%s: skipped %" PRIu64 " corrupt bytes at offset %" PRIu64, sp->dir,
-                      name, skipped, pos - skipped);
+                      "%s/%s: skipped %" PRIu64 " corrupt bytes at offset %" PRIu64, sp->dir, name,
+                      skipped, pos - skipped);
         if (r.seq <= rv->prev) {
             rv->dups++; /* the second copy of a record rewritten after a failed fdatasync */
         } else {
@@ -1236,8 +1235,8 @@ static int open_dir(struct relay_spool *sp, char *err, size_t errlen)
 }
 
 int relay_spool_open(const char *dir, uint64_t max_size, const char *who, struct relay_log *log,
-                     relay_spool_durable_fn durable, void *arg, struct relay_spool **out,
-                     char *err, size_t errlen)
+                     relay_spool_durable_fn durable, void *arg, struct relay_spool **out, char *err,
+                     size_t errlen)
 {
     struct relay_spool *sp = calloc(1, sizeof(*sp));
     int rc = -ENOMEM;
@@ -1251,8 +1250,9 @@ int relay_spool_open(const char *dir, uint64_t max_size, const char *who, struct
     sp->durable = durable;
     sp->arg = arg;
     sp->max_size = max_size;
-    sp->seg_target = max_size / 8 > SEG_MAX ? SEG_MAX : max_size / 8 < SEG_MIN ? SEG_MIN
-                                                                             : max_size / 8;
+    sp->seg_target = max_size / 8 > SEG_MAX   ? SEG_MAX
+                     : max_size / 8 < SEG_MIN ? SEG_MIN
+                                              : max_size / 8;
     sp->wall_off = (int64_t)clock_ms(CLOCK_REALTIME) - (int64_t)clock_ms(CLOCK_MONOTONIC);
     crc_init(sp->crc);
     sp->dir = strdup(dir);

@@ -33,11 +33,11 @@
 
 /* ---- fault injection ---------------------------------------------------------------------- */
 
-static int fail_fsync;      /* the next n fdatasync() calls fail with EIO */
-static int fail_write;      /* then the next n pwrite() calls fail with fail_errno */
-static int write_skip;      /* pwrite() calls that succeed before fail_write applies */
+static int fail_fsync; /* the next n fdatasync() calls fail with EIO */
+static int fail_write; /* then the next n pwrite() calls fail with fail_errno */
+static int write_skip; /* pwrite() calls that succeed before fail_write applies */
 static int fail_errno = ENOSPC;
-static size_t short_write;  /* pwrite() writes at most this many bytes (0 = all) */
+static size_t short_write; /* pwrite() writes at most this many bytes (0 = all) */
 static unsigned long n_fdatasync;
 
 int fdatasync(int fd)
@@ -68,10 +68,10 @@ ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
 /* ---- fixtures ----------------------------------------------------------------------------- */
 
 struct fx {
-    char dir[64];       /* the test's scratch directory */
-    char spool[96];     /* dir/spool */
+    char dir[64];   /* the test's scratch directory */
+    char spool[96]; /* dir/spool */
     struct relay_log log;
-    uint32_t *durable;  /* ack.ref.slot of each durable() call, in order */
+    uint32_t *durable; /* ack.ref.slot of each durable() call, in order */
     size_t n_durable, cap_durable;
     uint64_t base_ms;   /* t_in of message 0 */
     uint64_t t_tol;     /* t_in may move this much (ms) across a reopen: the wall offset */
@@ -644,8 +644,8 @@ static void crash_redelivers(void **st)
 
 /* Writes messages 0..n-1 (length len(i)) in one commit and closes; returns the segment path
  * and each record's end offset. */
-static void write_journal(struct fx *f, uint32_t n, size_t (*len)(uint32_t), char *seg,
-                          size_t cap, uint64_t *ends)
+static void write_journal(struct fx *f, uint32_t n, size_t (*len)(uint32_t), char *seg, size_t cap,
+                          uint64_t *ends)
 {
     struct relay_spool *sp = open_ok(f, 1u << 30);
     uint64_t off = 0;
@@ -688,9 +688,8 @@ static void truncated_tail(void **st)
         assert_int_equal(mkdir(t, 0700), 0);
         copy_file(seg, copy, (off_t)cut);
         capture_begin(f, &c);
-        assert_int_equal(relay_spool_open(t, 1u << 30, "cut", &f->log, on_durable, f, &sp, err,
-                                          sizeof(err)),
-                         0);
+        assert_int_equal(
+            relay_spool_open(t, 1u << 30, "cut", &f->log, on_durable, f, &sp, err, sizeof(err)), 0);
         log = capture_end(&c);
         for (uint32_t i = 0; i < k; i++)
             assert_int_equal(next_is(f, sp, i, tail_len(i)), i + 1);
@@ -743,15 +742,15 @@ static void corrupt_middle(void **st)
     static const uint8_t fake[REC_HDR] = {0x53, 0x52, 0x51, 0x4d, 1, 2, 3, 4, 16};
 
     write_journal(f, 20, fixed_len, seg, sizeof(seg), ends);
-    poke(seg, ends[3] + REC_HDR + 50, &x, 1);   /* record 4: its data */
-    poke(seg, ends[7] + 8, big, sizeof(big));   /* record 8: its length */
-    poke(seg, ends[11], zero, sizeof(zero));    /* record 12: its magic */
+    poke(seg, ends[3] + REC_HDR + 50, &x, 1);               /* record 4: its data */
+    poke(seg, ends[7] + 8, big, sizeof(big));               /* record 8: its length */
+    poke(seg, ends[11], zero, sizeof(zero));                /* record 12: its magic */
     poke(seg, ends[14] + REC_HDR + 10, fake, sizeof(fake)); /* record 15: a magic in its data */
 
     capture_begin(f, &c);
-    assert_int_equal(relay_spool_open(f->spool, 1u << 30, "mid", &f->log, on_durable, f, &sp,
-                                      err, sizeof(err)),
-                     0);
+    assert_int_equal(
+        relay_spool_open(f->spool, 1u << 30, "mid", &f->log, on_durable, f, &sp, err, sizeof(err)),
+        0);
     log = capture_end(&c);
     assert_non_null(strstr(log, "corrupt bytes at offset"));
     assert_null(strstr(log, "dropped")); /* the tail is intact */
@@ -1008,23 +1007,22 @@ static void unwritable_directory(void **st)
     fd = open(path, O_WRONLY | O_CREAT, 0600);
     close(fd);
     snprintf(path, sizeof(path), "%s/file/spool", f->dir);
-    assert_int_equal(relay_spool_open(path, 1u << 30, "x", &f->log, on_durable, f, &sp, err,
-                                      sizeof(err)),
-                     -ENOTDIR);
+    assert_int_equal(
+        relay_spool_open(path, 1u << 30, "x", &f->log, on_durable, f, &sp, err, sizeof(err)),
+        -ENOTDIR);
     assert_null(sp);
     assert_non_null(strstr(err, "cannot create spool directory"));
     assert_non_null(strstr(err, "Not a directory"));
     snprintf(path, sizeof(path), "%s/file", f->dir);
-    assert_int_equal(relay_spool_open(path, 1u << 30, "x", &f->log, on_durable, f, &sp, err,
-                                      sizeof(err)),
-                     -ENOTDIR);
+    assert_int_equal(
+        relay_spool_open(path, 1u << 30, "x", &f->log, on_durable, f, &sp, err, sizeof(err)),
+        -ENOTDIR);
     assert_non_null(strstr(err, "is not a directory"));
 
     /* created with mode 0700, parents too */
     snprintf(path, sizeof(path), "%s/a/b/c", f->dir);
-    assert_int_equal(relay_spool_open(path, 1u << 30, "x", &f->log, on_durable, f, &sp, err,
-                                      sizeof(err)),
-                     0);
+    assert_int_equal(
+        relay_spool_open(path, 1u << 30, "x", &f->log, on_durable, f, &sp, err, sizeof(err)), 0);
     relay_spool_close(sp);
     {
         struct stat stt;
@@ -1035,9 +1033,9 @@ static void unwritable_directory(void **st)
 
     /* one relay per directory */
     sp = open_ok(f, 1u << 30);
-    assert_int_equal(relay_spool_open(f->spool, 1u << 30, "x", &f->log, on_durable, f, &sp2, err,
-                                      sizeof(err)),
-                     -EBUSY);
+    assert_int_equal(
+        relay_spool_open(f->spool, 1u << 30, "x", &f->log, on_durable, f, &sp2, err, sizeof(err)),
+        -EBUSY);
     assert_non_null(strstr(err, "in use"));
 
     /* the directory stops taking files while the spool runs: nothing is reported durable,
