@@ -200,9 +200,19 @@ static void seg_file(char *out, size_t cap, uint64_t name)
     snprintf(out, cap, "seg-%016" PRIx64 ".log", name);
 }
 
-static double mib(uint64_t bytes)
+/* "512 B", "3.4 KiB", "5.1 MiB", "2.0 GiB" into out. */
+static const char *human(uint64_t bytes, char *out, size_t cap)
 {
-    return (double)bytes / (1024.0 * 1024.0);
+    static const char *const unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)bytes;
+    int u = 0;
+
+    while (v >= 1024.0 && u < 4) {
+        v /= 1024.0;
+        u++;
+    }
+    snprintf(out, cap, u ? "%.1f %s" : "%.0f %s", v, unit[u]);
+    return out;
 }
 
 static uint64_t to_wall(const struct relay_spool *sp, uint64_t mono)
@@ -1155,6 +1165,7 @@ static int recover(struct relay_spool *sp)
 {
     struct recovery rv = {.w = ack_load(sp)};
     size_t i = 0, gone = 0;
+    char size[32];
     int rc;
 
     if ((rc = list_segments(sp)) < 0)
@@ -1190,9 +1201,10 @@ static int recover(struct relay_spool *sp)
                   rv.dups);
     if (rv.held || sp->n_segs || gone)
         relay_log(sp->log, RELAY_LOG_INFO, sp->who,
-                  "recovered %" PRIu64 " messages (%.1f MiB) in %zu segments from %s, "
-                  "delivery resumes at sequence %" PRIu64,
-                  rv.held, mib(rv.held_bytes), sp->n_segs, sp->dir, rv.w);
+                  "recovered %" PRIu64 " messages (%s) in %zu segment file%s of %s, delivery "
+                  "resumes at sequence %" PRIu64,
+                  rv.held, human(rv.held_bytes, size, sizeof(size)), sp->n_segs,
+                  sp->n_segs == 1 ? "" : "s", sp->dir, rv.w);
     return 0;
 }
 
