@@ -1071,6 +1071,107 @@ static void unwritable_directory(void **st)
     make_writable(f, f->spool);
 }
 
+/* ---- a random walk against a model -------------------------------------------------------- */
+
+static uint32_t rnd(uint64_t *x)
+{
+    *x = *x * 6364136223846793005ull + 1442695040888963407ull;
+    return (uint32_t)(*x >> 33);
+}
+
+/* Random appends, commits (some failing), hand-outs, deliveries in any order and reopens with
+ * a small max_size (segments roll and go). Whatever happens: within a run records come out in
+ * order and once; every message reported durable is delivered in the end. */
+static void random_walk(void **st)
+{
+    enum { STEPS = 30000, MAXID = 20000 };
+    struct fx *f = *st;
+    struct relay_spool *sp = open_ok(f, 256u << 10);
+    uint8_t *delivered = calloc(MAXID, 1);
+    uint32_t *handed = calloc(MAXID, sizeof(*handed)), n_handed = 0, id = 0;
+    uint64_t *seqs = calloc(MAXID, sizeof(*seqs)), x = 42, now = f->base_ms;
+    const char *seed = getenv("SPOOL_SEED"); /* to explore: SPOOL_SEED=n test_spool */
+
+    if (seed)
+        x = strtoull(seed, NULL, 10);
+    int64_t last = -1; /* the last id handed out in this run */
+    struct relay_spool_stats s;
+    struct relay_msg *m;
+
+    assert_true(delivered && handed && seqs);
+    for (int step = 0; step < STEPS && id < MAXID; step++) {
+        uint32_t r = rnd(&x) % 100;
+
+        if (r < 45) {
+            struct relay_msg *a = mk(f, id, 16 + rnd(&x) % 600);
+            struct relay_spool_ack ack = {.ref = {.slot = id + 1}};
+
+            a->route = id;
+            if (relay_spool_append(sp, a, 0, &ack) == 0)
+                id++;
+            free(a);
+        } else if (r < 55) {
+            fail_fsync = rnd(&x) % 10 == 0;
+            fail_write = rnd(&x) % 10 == 0;
+            short_write = rnd(&x) % 4 == 0 ? 1 + rnd(&x) % 500 : 0;
+            relay_spool_commit(sp, now += 1000);
+            fail_fsync = fail_write = 0;
+            short_write = 0;
+        } else if (r < 75) {
+            if ((m = relay_spool_next(sp, NULL)) != NULL) {
+                assert_true((int64_t)m->route > last); /* in order, once */
+                last = m->route;
+                seqs[m->route] = m->spool_seq;
+                handed[n_handed++] = m->route;
+                free(m);
+            }
+        } else if (r < 97) {
+            if (n_handed) {
+                uint32_t k = rnd(&x) % n_handed, h = handed[k];
+
+                handed[k] = handed[--n_handed];
+                relay_spool_delivered(sp, seqs[h]);
+                delivered[h] = 1;
+            }
+        } else if (r < 99) {
+            relay_spool_close(sp);
+            sp = open_ok(f, 256u << 10);
+            n_handed = 0; /* what was out comes again */
+            last = -1;
+        }
+        relay_spool_stats(sp, &s);
+        assert_true(s.bytes <= 256u << 10);
+    }
+    /* the end: the disk works, everything is handed out and delivered */
+    while (relay_spool_deadline(sp))
+        relay_spool_commit(sp, now += 1000);
+    while ((m = relay_spool_next(sp, NULL)) != NULL) {
+        assert_true((int64_t)m->route > last);
+        last = m->route;
+        delivered[m->route] = 1;
+        relay_spool_delivered(sp, m->spool_seq);
+        free(m);
+    }
+    for (uint32_t k = 0; k < n_handed; k++) {
+        relay_spool_delivered(sp, seqs[handed[k]]);
+        delivered[handed[k]] = 1;
+    }
+    relay_spool_stats(sp, &s);
+    assert_int_equal(s.messages, 0);
+    for (size_t k = 0; k < f->n_durable; k++)
+        if (!delivered[f->durable[k] - 1])
+            fail_msg("message %u was reported durable and never delivered", f->durable[k] - 1);
+    print_message("%u messages, %zu reported durable, %zu segment files left\n", id, f->n_durable,
+                  count_segments(f->spool));
+    relay_spool_close(sp);
+    sp = open_ok(f, 256u << 10); /* all delivered: nothing comes back */
+    assert_null(relay_spool_next(sp, NULL));
+    relay_spool_close(sp);
+    free(delivered);
+    free(handed);
+    free(seqs);
+}
+
 /* ---- bounded memory ----------------------------------------------------------------------- */
 
 static size_t heap_in_use(void)
@@ -1159,6 +1260,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(fsync_failure_new_segment, setup, teardown),
         cmocka_unit_test_setup_teardown(write_failures, setup, teardown),
         cmocka_unit_test_setup_teardown(unwritable_directory, setup, teardown),
+        cmocka_unit_test_setup_teardown(random_walk, setup, teardown),
         cmocka_unit_test_setup_teardown(bounded_memory, setup, teardown),
     };
 
