@@ -163,6 +163,14 @@ uint64_t relay_now_ms(void)
 /* lws' own log lines                                                                        */
 /* ---------------------------------------------------------------------------------------- */
 
+/* lws errors that a link's close reason already reports (and that would otherwise repeat at
+ * every reconnect): shown at debug only. */
+static const char *const lws_echoes[] = {
+    "SSL error:",          "lws_client_handshake: got bad HTTP",
+    "use_PrivateKey_file", "problem ",
+    "Private SSL key",     "lws_create_vhost:",
+    "Unable to load SSL"};
+
 /* lws' emit callback has no user pointer. The level filter lives in the mask given to
  * lws_set_log_level() (set from the transport's options), so no file-static is needed here. */
 static void lws_log_emit(int level, const char *line)
@@ -175,6 +183,11 @@ static void lws_log_emit(int level, const char *line)
         lv = RELAY_LOG_ERROR;
     else if (level & LLL_WARN)
         lv = RELAY_LOG_WARN;
+    for (n = 0; lv < RELAY_LOG_DEBUG && n < sizeof(lws_echoes) / sizeof(lws_echoes[0]); n++)
+        if (!strncmp(line, lws_echoes[n], strlen(lws_echoes[n])))
+            lv = RELAY_LOG_DEBUG;
+    if (lv == RELAY_LOG_DEBUG && !lwsl_visible(LLL_INFO))
+        return; /* LLL_INFO is in the mask only at our debug level */
     /* lws' stderr emitter adds "[2018/11/13 07:41:57:3989] E: "; others may too */
     if (line[0] == '[') {
         const char *e = strchr(line, ']');
@@ -194,6 +207,8 @@ static void lws_log_emit(int level, const char *line)
         relay_log_raw(lv, "lws", buf);
 }
 
+/* ERR and WARN from warn up, everything (NOTICE, INFO: the library is built without DEBUG)
+ * at debug; the echoes above are dropped below debug. */
 static int lws_log_mask(enum relay_log_level level)
 {
     switch (level) {
@@ -572,10 +587,6 @@ static struct link *link_by_ssl(struct relay_transport *t, const SSL *ssl)
     return NULL;
 }
 
-/* SSL_CTX-wide info callback: notes fatal alerts, e.g. the server refusing our certificate
- * (with TLS 1.3 that alert comes after our side finished the handshake). lws 4.1.6's own
- * ssl_info_event_mask hook is unusable for clients: it reads the client SSL_CTX's ex_data as a
- * lws_context, but lws stores something else there. */
 /* OpenSSL 3.0 names TLS 1.3's newer alerts "unknown". */
 static const char *alert_text(int ret)
 {
@@ -593,6 +604,10 @@ static const char *alert_text(int ret)
     }
 }
 
+/* SSL_CTX-wide info callback: notes fatal alerts, e.g. the server refusing our certificate
+ * (with TLS 1.3 that alert comes after our side finished the handshake). lws 4.1.6's own
+ * ssl_info_event_mask hook is unusable for clients: it reads the client SSL_CTX's ex_data as a
+ * lws_context, but lws stores something else there. */
 static void tls_info_cb(const SSL *ssl, int where, int ret)
 {
     struct relay_transport *t;
@@ -1118,7 +1133,8 @@ static void wake_fire(lws_sorted_usec_list_t *sul)
         n++;
     t->n_wakes -= n;
     memmove(t->wakes, t->wakes + n, t->n_wakes * sizeof(t->wakes[0]));
-    relay_core_tick(t->core, now); /* may ask again: io_wake_at() re-arms */
+    if (t->core)
+        relay_core_tick(t->core, now); /* may ask again: io_wake_at() re-arms */
     wake_arm(t);
 }
 
@@ -1481,6 +1497,11 @@ static int http_request(struct lws *wsi, struct http_pss *pss, const char *path)
             return -1;
         return http_done(wsi);
     }
+    if (!t->core) { /* before relay_transport_set_core() */
+        if (lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, NULL))
+            return -1;
+        return http_done(wsi);
+    }
     status = relay_core_http(t->core, path, &body, &blen, &ctype);
     if (status < 100 || status > 599) {
         free(body);
@@ -1716,6 +1737,11 @@ void relay_transport_free(struct relay_transport *t)
         tls_vhost_free(v);
     }
     free(t);
+}
+
+void relay_transport_set_core(struct relay_transport *t, void *core)
+{
+    t->core = core;
 }
 
 const struct relay_io *relay_transport_io(struct relay_transport *t)
