@@ -61,9 +61,10 @@
 #define ACK_MAGIC 0x4b415253u /* "SRAK" */
 
 struct seg {
-    uint64_t name; /* the sequence number in the file name */
-    uint64_t last; /* sequence number of its last valid record; 0 = none yet */
-    uint64_t size; /* bytes of durable, valid records: readers stop here */
+    uint64_t name;  /* the sequence number in the file name */
+    uint64_t last;  /* sequence number of its last valid record; 0 = none yet */
+    uint64_t size;  /* bytes of durable, valid records: readers stop here */
+    bool recovered; /* scanned at open: damage in it was reported then */
 };
 
 struct pend {
@@ -600,7 +601,7 @@ static int peek(struct relay_spool *sp)
             return rc;
         }
         if (rc == 0 || skipped)
-            relay_log(sp->log, RELAY_LOG_ERROR, sp->who,
+            relay_log(sp->log, s->recovered ? RELAY_LOG_DEBUG : RELAY_LOG_ERROR, sp->who,
                       "segment %016" PRIx64 " in %s: %" PRIu64 " corrupt bytes skipped at offset "
                       "%" PRIu64,
                       s->name, sp->dir, rc ? skipped : s->size - pos, sp->rd_off);
@@ -1156,6 +1157,7 @@ static int recover_segment(struct relay_spool *sp, struct seg *s, bool last, str
     if (pos < (uint64_t)st.st_size)
         recover_tail(sp, s, fd, last, pos, (uint64_t)st.st_size);
     s->size = pos; /* readers stop at the end of the last valid record */
+    s->recovered = true;
     rb_close(&sp->rb);
     return 1;
 }

@@ -740,6 +740,7 @@ static void corrupt_middle(void **st)
     char err[256];
     static const uint8_t x = 0x5a, big[4] = {0xff, 0xff, 0xff, 0x7f}, zero[4] = {0};
     static const uint8_t fake[REC_HDR] = {0x53, 0x52, 0x51, 0x4d, 1, 2, 3, 4, 16};
+    uint64_t got_seq[12];
 
     write_journal(f, 20, fixed_len, seg, sizeof(seg), ends);
     poke(seg, ends[3] + REC_HDR + 50, &x, 1);               /* record 4: its data */
@@ -760,6 +761,30 @@ static void corrupt_middle(void **st)
         if (i != 4 && i != 8 && i != 12 && i != 15)
             assert_int_equal(next_is(f, sp, i, 100), i + 1);
     assert_null(relay_spool_next(sp, NULL));
+    relay_spool_close(sp);
+
+    /* damage after the write, found by the reader (past what its 1 MiB buffer already holds):
+     * logged as an error, skipped, the rest still comes */
+    assert_int_equal(unlink(seg), 0);
+    sp = open_ok(f, 1u << 30);
+    for (uint32_t i = 0; i < 12; i++)
+        append(f, sp, i, 100000);
+    assert_int_equal(relay_spool_commit(sp, f->base_ms), 0);
+    poke(seg, 11 * (REC_HDR + 100000) + REC_HDR + 7, &x, 1); /* record 11 */
+    capture_begin(f, &c);
+    for (uint32_t i = 0; i < 12; i++) {
+        struct relay_msg *got = relay_spool_next(sp, NULL);
+
+        got_seq[i] = got ? got->spool_seq : 0;
+        free(got);
+    }
+    log = capture_end(&c);
+    for (uint32_t i = 0; i < 11; i++)
+        assert_int_equal(got_seq[i], i + 1);
+    assert_int_equal(got_seq[11], 0);
+    assert_non_null(strstr(log, "ERROR"));
+    assert_non_null(strstr(log, "corrupt bytes skipped at offset"));
+    free(log);
     relay_spool_close(sp);
 
     /* a segment of nothing but zeros holds no record: it goes, the spool opens empty */
