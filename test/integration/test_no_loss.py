@@ -5,7 +5,8 @@ Each message's number is in its topic ("nl/<n>") and its payload, so Mosquitto's
 all), which shows topics but not payloads, can say which numbers it handled. The publisher is
 paced (about 1,000 messages/s) so the faults land in the middle of the flow, and it keeps
 publishing while the destination or the relay is down. Duplicates are counted and reported,
-never failed (QoS 1 is at least once).
+never failed (QoS 1 is at least once). The relay speaks 3.1.1 to the source and 5 to the
+destination in (b) (an edge uplink), the other way round in (a).
 
 (b) relay killed: the brokers never stop, so the assertion is exact: every number arrives at
     least once. What the relay had not acknowledged at the source when it died, the source
@@ -70,13 +71,15 @@ class Publisher(threading.Thread):
             self.done.set()
 
 
-def relay_for(t, name, src, dst):
+def relay_for(t, name, src, dst, src_version, dst_version):
+    t.note("the relay speaks MQTT %s to the source, %s to the destination"
+           % (src_version, dst_version))
     relay = t.relay(
         name=name,
         relay={"id": "nl"},
-        brokers=[{"name": "src", "url": src.url, "version": "5",
+        brokers=[{"name": "src", "url": src.url, "version": src_version,
                   "reconnect": {"min": 100, "max": 1000}},
-                 {"name": "dst", "url": dst.url, "version": "5",
+                 {"name": "dst", "url": dst.url, "version": dst_version,
                   "reconnect": {"min": 100, "max": 1000}}],
         routes=[{"from": "src", "to": "dst", "filter": "nl/#", "qos": 1}])
     relay.wait_ready({"src": src, "dst": dst})
@@ -102,7 +105,7 @@ def run(t):
     t.section("(b) relay killed with SIGKILL and restarted, twice, during 5,000 messages")
     src = t.broker("b-src", log_all=False)
     dst = t.broker("b-dst", log_all=False)
-    relay = relay_for(t, "relay-b", src, dst)
+    relay = relay_for(t, "relay-b", src, dst, "3.1.1", "5")
     sub = t.client(dst, "5").subscribe("nl/#", 1)
     pub = t.client(src, "5")
     pt = Publisher(pub)
@@ -127,7 +130,7 @@ def run(t):
     t.section("(a) destination broker killed with SIGKILL and restarted on the same port")
     src = t.broker("a-src", log_all=False)
     dst = t.broker("a-dst", persistence=True, autosave_interval=1)
-    relay = relay_for(t, "relay-a", src, dst)
+    relay = relay_for(t, "relay-a", src, dst, "5", "3.1.1")
     rid = relay.client_ids("dst")[0]
     sub = t.client(dst, "5", clean=False, session_expiry=3600).subscribe("nl/#", 1)
     n = sub.connects
