@@ -878,9 +878,16 @@ static int on_publish(struct relay_session *s, const uint8_t *buf, size_t len, u
             return 0;
         }
         if (s->in_used >= s->in_cap) {
-            if (s->cfg->version == MQC_V5)
-                return peer_error(s, 0x93, "more QoS 1/2 PUBLISHes than our Receive Maximum",
-                                  now_ms);
+            /* More held messages than our Receive Maximum. A 5.0 broker may not do this
+             * [MQTT-3.3.4-9], but Mosquitto 2.0.11 does (seen: 104 against 64 while our
+             * acknowledgements flow), and a 3.x broker has no such limit at all. Closing
+             * would only loop; instead the rest waits, unread, until slots free up. */
+            if (s->cfg->version == MQC_V5 && !s->rx_full)
+                relay_log_limited(s->log, now_ms, RELAY_LOG_WARN, s->who,
+                                  "broker sends more unacknowledged QoS 1/2 messages than our "
+                                  "Receive Maximum (%u): holding them until earlier ones are "
+                                  "acknowledged",
+                                  s->in_cap);
             if (!s->rx_full) {
                 s->rx_full = true;
                 if (s->hooks->rx_full)
