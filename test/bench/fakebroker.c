@@ -3,30 +3,35 @@
  * relay between them is the only thing being measured (issue 7, item 2).
  *
  *   fakebroker [-q 0|1] [-n N] [-s SIZE] [-t TOPIC] [-w WINDOW] [--subs K] [--hold]
- *              [--src-port P] [--dst-port P] [--no-nodelay] [--idle-ms MS]
+ *              [--src-port P] [--dst-port P] [--no-nodelay] [--idle-ms MS] [--delay-ms MS]
  *
  * It listens on two loopback ports (0 = free ports, the default) and prints
  * "ports SRC DST" once it listens. The relay connects to both:
  *
  * - source: answers CONNECT with CONNACK and each SUBSCRIBE with a SUBACK granting what was
- *   asked. Once K topic filters (default 1) are subscribed and the destination is connected,
- *   it sends N PUBLISH packets on TOPIC (default bench/t) at QoS q, copied from one
- *   pre-encoded packet (packet id, sequence number and time stamp patched in), as many per
- *   write() as fit in 256 KiB. QoS 0: as fast as the socket takes them. QoS 1: it keeps the
- *   relay's window full: WINDOW unacknowledged publishes (default: the Receive Maximum of the
- *   relay's MQTT 5 CONNECT, else 64, the relay's default receive_maximum), and answers PUBACKs.
+ *   asked. Once K topic filters (default 1) are subscribed and the destination is connected
+ *   (and --delay-ms MS later, default 0), it sends N PUBLISH packets on TOPIC (default
+ *   bench/t) at QoS q, copied from one pre-encoded packet (packet id, sequence number and
+ *   time stamp patched in), as many per write() as fit in 256 KiB. QoS 0: as fast as the
+ *   socket takes them. QoS 1: it keeps the relay's window full: WINDOW unacknowledged
+ *   publishes (default: the Receive Maximum of the relay's MQTT 5 CONNECT, else 64, the
+ *   relay's default receive_maximum), and answers PUBACKs.
  * - destination: answers CONNECT with CONNACK (MQTT 5: Receive Maximum 65535, so the relay's
  *   max_inflight decides its window) and acknowledges every QoS 1 PUBLISH at once (all the
  *   PUBACKs of one read() go out in one write()), unless --hold: then it acknowledges nothing.
  *   Both answer PINGREQ.
+ *
+ * In MQTT 5 each PUBLISH carries the Subscription Identifiers of the relay's subscriptions that
+ * match TOPIC, as a broker does.
  *
  * The payload is SIZE bytes (>= 16): sequence number and CLOCK_MONOTONIC ns, little endian,
  * then padding, like loadgen's. The destination counts unique, duplicated and out-of-order
  * numbers and the latency from the stamp.
  *
  * It prints one line "fake ..." when the destination has all N (or after --idle-ms, default
- * 3000, without a message), then exits; with --hold it prints "held N" once N messages sit
- * unacknowledged at the destination and waits for SIGTERM / SIGINT before printing its line.
+ * 3000, without a message), then exits. With --hold it prints "held M" once M = N messages
+ * sit unacknowledged at the destination, or M < N after --idle-ms without a new one (the relay
+ * stopped reading its source), and waits for SIGTERM / SIGINT before printing its line.
  */
 #define _GNU_SOURCE
 #include "benchnet.h"
@@ -62,6 +67,7 @@ struct opts {
     bool hold, nodelay;
     uint16_t src_port, dst_port;
     int idle_ms;
+    int delay_ms; /* wait this long once ready before sending (time to attach perf) */
 };
 
 struct end {
@@ -132,18 +138,35 @@ static uint32_t on_connect(struct end *e, const uint8_t *p, size_t len, bool is_
     return recv_max;
 }
 
+/* Subscription Identifiers (MQTT 5) of the subscriptions that match the source's topic: a real
+ * broker puts them in each PUBLISH, and the relay uses them instead of matching its routes. */
+struct sub_ids {
+    uint32_t id[32];
+    size_t n;
+};
+
 /* SUBSCRIBE -> SUBACK granting each requested QoS. Returns the number of filters. */
-static uint32_t on_subscribe(struct end *e, const uint8_t *p, size_t len)
+static uint32_t on_subscribe(struct end *e, const uint8_t *p, size_t len, const char *topic,
+                             struct sub_ids *ids)
 {
     struct mqc_packet pk, ack;
     static uint8_t codes[65536];
     size_t off = 0, n = 0;
     struct mqc_sub s;
+    struct mqc_prop sid = {0};
     int r = mqc_decode(p, len, e->version, &pk);
     if (r != MQC_OK)
         die("SUBSCRIBE", r);
-    while (mqc_subscribe_next(&pk.u.subscribe, e->version, &off, &s) == MQC_OK && n < 65536)
+    if (e->version == MQC_V5)
+        mqc_props_find(&pk.u.subscribe.props, MQC_PROP_SUBSCRIPTION_ID, &sid);
+    while (mqc_subscribe_next(&pk.u.subscribe, e->version, &off, &s) == MQC_OK && n < 65536) {
+        struct mqc_share sh;
         codes[n++] = MQC_SUB_QOS(s.options) > 1 ? 1 : MQC_SUB_QOS(s.options);
+        if (sid.num && ids->n < 32 &&
+            mqc_topic_share_parse(s.filter.p, s.filter.len, &sh) == MQC_OK &&
+            mqc_topic_match(sh.filter.p, sh.filter.len, (const uint8_t *)topic, strlen(topic)))
+            ids->id[ids->n++] = sid.num;
+    }
     memset(&ack, 0, sizeof ack);
     ack.type = MQC_SUBACK;
     ack.u.suback.packet_id = pk.u.subscribe.packet_id;
@@ -151,6 +174,32 @@ static uint32_t on_subscribe(struct end *e, const uint8_t *p, size_t len)
     ack.u.suback.codes.len = n;
     queue_packet(e, &ack);
     return (uint32_t)n;
+}
+
+/* The PUBLISH every copy is made from (with the matching Subscription Identifiers in 5.0). */
+static void build_template(const struct opts *o, uint8_t version, const struct sub_ids *ids,
+                           uint8_t *tmpl, size_t cap, size_t *tlen, size_t *pid_off,
+                           size_t *pay_off)
+{
+    static uint8_t pay[1500], props[256];
+    struct mqc_publish pub = {.qos = (uint8_t)o->qos,
+                              .topic = {(const uint8_t *)o->topic, strlen(o->topic)},
+                              .packet_id = o->qos ? 1 : 0,
+                              .payload = {pay, o->size}};
+    size_t plen = 0;
+    int r;
+    memset(pay, 'x', sizeof pay);
+    for (size_t i = 0; version == MQC_V5 && i < ids->n; i++) {
+        struct mqc_prop pr = {.id = MQC_PROP_SUBSCRIPTION_ID, .num = ids->id[i]};
+        if ((r = mqc_prop_put(&pr, props, sizeof props, &plen)) != MQC_OK)
+            die("Subscription Identifier", r);
+    }
+    pub.props.p = props;
+    pub.props.len = plen;
+    r = mqc_encode_publish(&pub, version, tmpl, cap, tlen, pid_off);
+    if (r != MQC_OK)
+        die("PUBLISH template", r);
+    *pay_off = *tlen - o->size; /* the payload ends the packet */
 }
 
 static void ping(struct end *e)
@@ -177,15 +226,18 @@ static double cpu_secs(void)
 
 int main(int argc, char **argv)
 {
-    static const struct option lo[] = {{"subs", required_argument, NULL, 'K'},
-                                       {"hold", no_argument, NULL, 'H'},
-                                       {"src-port", required_argument, NULL, 'S'},
-                                       {"dst-port", required_argument, NULL, 'D'},
-                                       {"no-nodelay", no_argument, NULL, 'N'},
-                                       {"idle-ms", required_argument, NULL, 'I'},
-                                       {NULL, 0, NULL, 0}};
-    struct opts o = {.qos = 0, .n = 1000000, .size = 64, .topic = "bench/t", .subs = 1,
-                     .nodelay = true, .idle_ms = 3000};
+    static const struct option lo[] = {
+        {"subs", required_argument, NULL, 'K'},     {"hold", no_argument, NULL, 'H'},
+        {"src-port", required_argument, NULL, 'S'}, {"dst-port", required_argument, NULL, 'D'},
+        {"no-nodelay", no_argument, NULL, 'N'},     {"idle-ms", required_argument, NULL, 'I'},
+        {"delay-ms", required_argument, NULL, 'W'}, {NULL, 0, NULL, 0}};
+    struct opts o = {.qos = 0,
+                     .n = 1000000,
+                     .size = 64,
+                     .topic = "bench/t",
+                     .subs = 1,
+                     .nodelay = true,
+                     .idle_ms = 3000};
     struct end src = {.fd = -1}, dst = {.fd = -1};
     int lsrc, ldst, c;
     uint16_t psrc, pdst;
@@ -194,28 +246,54 @@ int main(int argc, char **argv)
     uint8_t *busy = calloc(65536, 1), *seen;
     uint64_t *lat;
     uint64_t sent = 0, acked = 0, received = 0, unique = 0, dup = 0, reorder = 0, last_seq = 0;
-    uint64_t t_src0 = 0, t_src_end = 0, t_first = 0, t_last = 0;
+    uint64_t t_src0 = 0, t_src_end = 0, t_first = 0, t_last = 0, t_ready = 0;
     uint32_t window = 0, inflight = 0, subscribed = 0;
     uint16_t next_pid = 0;
     bool held_said = false;
+    struct sub_ids ids = {.n = 0};
 
     while ((c = getopt_long(argc, argv, "q:n:s:t:w:", lo, NULL)) != -1) {
         switch (c) {
-        case 'q': o.qos = atoi(optarg); break;
-        case 'n': o.n = strtoull(optarg, NULL, 10); break;
-        case 's': o.size = (size_t)strtoul(optarg, NULL, 10); break;
-        case 't': o.topic = optarg; break;
-        case 'w': o.window = (uint32_t)strtoul(optarg, NULL, 10); break;
-        case 'K': o.subs = (uint32_t)strtoul(optarg, NULL, 10); break;
-        case 'H': o.hold = true; break;
-        case 'S': o.src_port = (uint16_t)atoi(optarg); break;
-        case 'D': o.dst_port = (uint16_t)atoi(optarg); break;
-        case 'N': o.nodelay = false; break;
-        case 'I': o.idle_ms = atoi(optarg); break;
+        case 'q':
+            o.qos = atoi(optarg);
+            break;
+        case 'n':
+            o.n = strtoull(optarg, NULL, 10);
+            break;
+        case 's':
+            o.size = (size_t)strtoul(optarg, NULL, 10);
+            break;
+        case 't':
+            o.topic = optarg;
+            break;
+        case 'w':
+            o.window = (uint32_t)strtoul(optarg, NULL, 10);
+            break;
+        case 'K':
+            o.subs = (uint32_t)strtoul(optarg, NULL, 10);
+            break;
+        case 'H':
+            o.hold = true;
+            break;
+        case 'S':
+            o.src_port = (uint16_t)atoi(optarg);
+            break;
+        case 'D':
+            o.dst_port = (uint16_t)atoi(optarg);
+            break;
+        case 'N':
+            o.nodelay = false;
+            break;
+        case 'I':
+            o.idle_ms = atoi(optarg);
+            break;
+        case 'W':
+            o.delay_ms = atoi(optarg);
+            break;
         default:
             fprintf(stderr, "usage: fakebroker [-q 0|1] [-n N] [-s SIZE] [-t TOPIC] [-w WINDOW]"
                             " [--subs K] [--hold] [--src-port P] [--dst-port P]"
-                            " [--no-nodelay] [--idle-ms MS]\n");
+                            " [--no-nodelay] [--idle-ms MS] [--delay-ms MS]\n");
             return 2;
         }
     }
@@ -223,9 +301,8 @@ int main(int argc, char **argv)
         die("bad arguments", -EINVAL);
     seen = calloc(o.n / 8 + 1, 1);
     lat = malloc(o.n * sizeof *lat + 8);
-    if (!busy || !seen || !lat || bn_in_init(&src.in, 1u << 20) ||
-        bn_in_init(&dst.in, 1u << 20) || bn_out_init(&src.out, CHUNK + 65536) ||
-        bn_out_init(&dst.out, CHUNK + 65536))
+    if (!busy || !seen || !lat || bn_in_init(&src.in, 1u << 20) || bn_in_init(&dst.in, 1u << 20) ||
+        bn_out_init(&src.out, CHUNK + 65536) || bn_out_init(&dst.out, CHUNK + 65536))
         die("malloc", -ENOMEM);
     signal(SIGPIPE, SIG_IGN);
     signal(SIGTERM, on_signal);
@@ -244,13 +321,21 @@ int main(int argc, char **argv)
         uint64_t now = bn_now_ns();
         bool blasting = src.up && dst.up && subscribed >= o.subs && window > 0;
 
+        if (blasting && !t_ready) {
+            t_ready = now;
+            build_template(&o, src.version, &ids, tmpl, sizeof tmpl, &tlen, &pid_off, &pay_off);
+        }
+        if (blasting && now - t_ready < (uint64_t)o.delay_ms * 1000000u)
+            blasting = false;
+
         if (stop)
             break;
         if (t_last && !o.hold && now - t_last > (uint64_t)o.idle_ms * 1000000u)
             break; /* idle: something was lost */
-        if (!o.hold && unique == o.n)
+        if (!o.hold && unique == o.n && (o.qos == 0 || acked == o.n))
             break;
-        if (o.hold && unique == o.n && !held_said) {
+        if (o.hold && !held_said &&
+            (unique == o.n || (t_last && now - t_last > (uint64_t)o.idle_ms * 1000000u))) {
             printf("held %llu\n", (unsigned long long)unique);
             fflush(stdout);
             held_said = true;
@@ -260,8 +345,8 @@ int main(int argc, char **argv)
         if (blasting && sent < o.n) {
             if (!t_src0)
                 t_src0 = now;
-            while (sent < o.n && (o.qos == 0 || inflight < window) &&
-                   src.out.len + tlen <= CHUNK && bn_out_room(&src.out) >= tlen) {
+            while (sent < o.n && (o.qos == 0 || inflight < window) && src.out.len + tlen <= CHUNK &&
+                   bn_out_room(&src.out) >= tlen) {
                 uint8_t *q = src.out.p + src.out.len;
                 memcpy(q, tmpl, tlen);
                 put_u64le(q + pay_off, sent);
@@ -309,6 +394,8 @@ int main(int argc, char **argv)
         if (blasting && sent < o.n && (o.qos == 0 || inflight < window) &&
             src.out.len == src.out.off)
             tmo = 0;
+        else if (t_ready && !t_src0)
+            tmo = 10; /* --delay-ms */
         r = poll(pf, (nfds_t)np, tmo);
         if (r < 0) {
             if (errno == EINTR)
@@ -354,27 +441,14 @@ int main(int argc, char **argv)
                     case MQC_CONNECT: {
                         uint32_t rm = on_connect(e, p, f.total, e == &dst);
                         if (e == &src) {
-                            struct mqc_publish pub = {
-                                .qos = (uint8_t)o.qos,
-                                .topic = {(const uint8_t *)o.topic, strlen(o.topic)},
-                                .packet_id = o.qos ? 1 : 0};
-                            static uint8_t pay[1500];
-                            memset(pay, 'x', sizeof pay);
-                            pub.payload.p = pay;
-                            pub.payload.len = o.size;
                             window = o.window ? o.window : rm ? rm : 64;
                             if (o.qos == 0)
                                 window = 1;
-                            r = mqc_encode_publish(&pub, e->version, tmpl, sizeof tmpl, &tlen,
-                                                   &pid_off);
-                            if (r != MQC_OK)
-                                die("PUBLISH template", r);
-                            pay_off = tlen - o.size; /* the payload ends the packet */
                         }
                         break;
                     }
                     case MQC_SUBSCRIBE:
-                        subscribed += on_subscribe(e, p, f.total);
+                        subscribed += on_subscribe(e, p, f.total, o.topic, &ids);
                         break;
                     case MQC_PINGREQ:
                         ping(e);
@@ -447,10 +521,9 @@ int main(int argc, char **argv)
         printf("fake sent=%llu acked=%llu received=%llu unique=%llu dup=%llu lost=%llu "
                "reordered=%llu window=%u secs=%.6f rate=%.0f src_rate=%.0f p50_us=%.1f "
                "p99_us=%.1f cpu_us=%.3f\n",
-               (unsigned long long)sent, (unsigned long long)acked,
-               (unsigned long long)received, (unsigned long long)unique,
-               (unsigned long long)dup, (unsigned long long)(o.n - unique),
-               (unsigned long long)reorder, window, secs,
+               (unsigned long long)sent, (unsigned long long)acked, (unsigned long long)received,
+               (unsigned long long)unique, (unsigned long long)dup,
+               (unsigned long long)(o.n - unique), (unsigned long long)reorder, window, secs,
                secs > 0 ? (double)(unique - 1) / secs : 0.0,
                src_secs > 0 ? (double)(o.qos ? acked : sent) / src_secs : 0.0, p50, p99,
                cpu_secs() * 1e6 / (double)o.n);

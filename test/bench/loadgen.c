@@ -118,8 +118,8 @@ static int expect(int fd, struct bn_in *in, uint8_t version, uint8_t type, struc
 }
 
 /* TCP connect, MQTT CONNECT/CONNACK. recv_max: MQTT 5 Receive Maximum to advertise (0 = none). */
-static int mqtt_open(const struct opts *o, uint16_t port, const char *client_id,
-                     uint16_t recv_max, struct bn_in *in)
+static int mqtt_open(const struct opts *o, uint16_t port, const char *client_id, uint16_t recv_max,
+                     struct bn_in *in)
 {
     struct mqc_packet pk;
     uint8_t props[8];
@@ -463,10 +463,9 @@ static int run_sub(const struct opts *o)
         printf("sub received=%llu unique=%llu dup=%llu lost=%llu out_of_range=%llu "
                "reordered=%llu foreign=%llu secs=%.6f rate=%.0f p50_us=%.1f p99_us=%.1f "
                "max_us=%.1f cpu_us=%.3f\n",
-               (unsigned long long)received, (unsigned long long)unique,
-               (unsigned long long)dup, (unsigned long long)(o->n - unique),
-               (unsigned long long)range, (unsigned long long)reorder,
-               (unsigned long long)foreign, secs,
+               (unsigned long long)received, (unsigned long long)unique, (unsigned long long)dup,
+               (unsigned long long)(o->n - unique), (unsigned long long)range,
+               (unsigned long long)reorder, (unsigned long long)foreign, secs,
                secs > 0 ? (double)(unique - 1) / secs : 0.0, p50, p99, pmax,
                cpu_secs() * 1e6 / (double)o->n);
     }
@@ -541,8 +540,15 @@ int main(int argc, char **argv)
                                        {"idle-ms", required_argument, NULL, 'I'},
                                        {"first-ms", required_argument, NULL, 'F'},
                                        {NULL, 0, NULL, 0}};
-    struct opts o = {.topic = "bench/t", .qos = 0, .n = 200000, .size = 64, .window = 100,
-                     .version = MQC_V311, .nodelay = true, .idle_ms = 3000, .first_ms = 60000};
+    struct opts o = {.topic = "bench/t",
+                     .qos = 0,
+                     .n = 200000,
+                     .size = 64,
+                     .window = 100,
+                     .version = MQC_V311,
+                     .nodelay = true,
+                     .idle_ms = 3000,
+                     .first_ms = 60000};
     const char *mode;
     int c;
 
@@ -552,19 +558,44 @@ int main(int argc, char **argv)
     optind = 2;
     while ((c = getopt_long(argc, argv, "p:P:t:q:n:s:r:w:V:", lo, NULL)) != -1) {
         switch (c) {
-        case 'p': o.port = (uint16_t)atoi(optarg); break;
-        case 'P': o.port2 = (uint16_t)atoi(optarg); break;
-        case 't': o.topic = optarg; break;
-        case 'q': o.qos = atoi(optarg); break;
-        case 'n': o.n = strtoull(optarg, NULL, 10); break;
-        case 's': o.size = (size_t)strtoul(optarg, NULL, 10); break;
-        case 'r': o.rate = atof(optarg); break;
-        case 'w': o.window = (uint32_t)strtoul(optarg, NULL, 10); break;
-        case 'V': o.version = (uint8_t)atoi(optarg); break;
-        case 'N': o.nodelay = false; break;
-        case 'I': o.idle_ms = atoi(optarg); break;
-        case 'F': o.first_ms = atoi(optarg); break;
-        default: usage();
+        case 'p':
+            o.port = (uint16_t)atoi(optarg);
+            break;
+        case 'P':
+            o.port2 = (uint16_t)atoi(optarg);
+            break;
+        case 't':
+            o.topic = optarg;
+            break;
+        case 'q':
+            o.qos = atoi(optarg);
+            break;
+        case 'n':
+            o.n = strtoull(optarg, NULL, 10);
+            break;
+        case 's':
+            o.size = (size_t)strtoul(optarg, NULL, 10);
+            break;
+        case 'r':
+            o.rate = atof(optarg);
+            break;
+        case 'w':
+            o.window = (uint32_t)strtoul(optarg, NULL, 10);
+            break;
+        case 'V':
+            o.version = (uint8_t)atoi(optarg);
+            break;
+        case 'N':
+            o.nodelay = false;
+            break;
+        case 'I':
+            o.idle_ms = atoi(optarg);
+            break;
+        case 'F':
+            o.first_ms = atoi(optarg);
+            break;
+        default:
+            usage();
         }
     }
     if (!o.port || o.qos < 0 || o.qos > 1 || o.n == 0 || o.size < 16 || o.window == 0 ||

@@ -112,6 +112,19 @@ def cpu_ticks(pid):
     return int(rest[11]) + int(rest[12])
 
 
+def cpu_ns(pid):
+    """On-CPU time of pid's threads in ns (/proc/PID/task/*/schedstat, first field): exact,
+    where utime + stime only counts 10 ms ticks; used for the short relay-alone runs."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except OSError:
+            pass
+    return total
+
+
 def mem_kib(pid, field="VmHWM"):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -209,6 +222,39 @@ def relay_conf(path, a_port, b_port, version="3.1.1", recv_max=INFLIGHT, max_inf
         f.write("\n);\n")
 
 
+def perf_cmd(pid, stat_file, record_file):
+    if stat_file:
+        return ["perf", "stat", "-x", ",", "-o", stat_file, "-e", "syscalls:sys_enter_*",
+                "-p", str(pid)]
+    return ["perf", "record", "-e", "cpu-clock", "-F", "4000", "-o", record_file, "-p", str(pid)]
+
+
+def perf_counts(path):
+    """{syscall: count} from a perf stat -x, file."""
+    counts = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                parts = line.strip().split(",")
+                if len(parts) > 2 and parts[0].replace(".", "").isdigit():
+                    counts[parts[2].replace("syscalls:sys_enter_", "")] = float(parts[0])
+    return counts
+
+
+def perf_top(data, out, limit="0.7"):
+    rep = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "--sort",
+                          "dso,symbol", "-g", "none", "--percent-limit", limit],
+                         capture_output=True, text=True).stdout
+    with open(data.replace(".data", ".txt"), "w") as f:
+        f.write(rep)
+    out("```")
+    for ln in rep.splitlines():
+        if ln.strip() and not ln.startswith("#"):
+            out(re.sub(r"\s+", " ", ln.strip())[:140].replace(" - -", ""))
+    out("```")
+    out()
+
+
 # ---- one measurement on the broker paths ---------------------------------------------------
 
 class Bench:
@@ -218,7 +264,8 @@ class Bench:
         self.loadgen = os.path.join(self.bin, "loadgen")
         self.fake = os.path.join(self.bin, "fakebroker")
         self.relay = os.path.join(args.build, "relay", "mqtt-relay")
-        self.tmp = tempfile.mkdtemp(prefix="relay-bench-")
+        self.tmp = os.path.join(args.out, "work")  # configurations and logs, kept
+        os.makedirs(self.tmp, exist_ok=True)
         self.have_relay = os.access(self.relay, os.X_OK)
 
     def start_mosquitto(self, name, nodelay, bridges=()):
@@ -248,10 +295,13 @@ class Bench:
     def vflag(self):
         return ["-V", "5"] if self.a.mqtt == "5" else []
 
-    def run_path(self, path, qos, size, n, rate=0.0, nodelay=True, broker_nodelay=True):
+    def run_path(self, path, qos, size, n, rate=0.0, nodelay=True, broker_nodelay=True,
+                 perf_stat=None, perf_record=None):
         """Starts the brokers (and bridge/relay) of path, runs sub + pub, stops everything.
-        Returns a dict of figures."""
+        Returns a dict of figures. perf_stat / perf_record: files for perf attached to the
+        relay (path "relay") while the messages flow."""
         procs = {}  # role -> Popen, the processes whose CPU/RSS we report
+        perf = None
         try:
             if path == "direct":
                 procs["A"], pa = self.start_mosquitto("A", broker_nodelay)
@@ -283,6 +333,10 @@ class Bench:
                          "--idle-ms", "3000"] + nd + self.vflag(), stdout=subprocess.PIPE)
             if read_line(sub, "ready", 20) is None:
                 raise RuntimeError(f"{path}: subscriber not ready")
+            if perf_stat or perf_record:
+                perf = spawn(perf_cmd(procs["relay"].pid, perf_stat, perf_record),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                time.sleep(1.0)  # perf attached
             before = {r: cpu_ticks(p.pid) for r, p in procs.items()}
             pubcmd = [self.loadgen, "pub", "-p", str(pa), "-q", str(qos), "-n", str(n),
                       "-s", str(size), "-w", str(INFLIGHT)] + nd + self.vflag()
@@ -296,6 +350,8 @@ class Bench:
             stop(pub)
             stop(sub)
         finally:
+            if perf:
+                stop(perf, signal.SIGINT, 30)
             for p in procs.values():
                 stop(p)
         if not pub_line or not sub_line:
@@ -322,7 +378,9 @@ class Bench:
         cmd = [self.fake, "-q", str(qos), "-n", str(n), "-s", str(size), "-w", str(w),
                "--subs", str(len(routes))]
         if hold:
-            cmd.append("--hold")
+            cmd += ["--hold", "--idle-ms", "1000"]
+        if perf_stat or perf_record:
+            cmd += ["--delay-ms", "1500"]  # time to attach perf to the relay
         if pin:
             cmd = ["taskset", "-c", "0"] + cmd
         fake = spawn(cmd, stdout=subprocess.PIPE)
@@ -340,25 +398,23 @@ class Bench:
             # the relay's own process: under taskset it is exec'ed in place; valgrind too
             rpid = relay.pid
             if perf_stat or perf_record:
-                time.sleep(0.3)
-                pcmd = (["perf", "stat", "-x", ",", "-o", perf_stat, "-e",
-                         "syscalls:sys_enter_*", "-p", str(rpid)] if perf_stat else
-                        ["perf", "record", "-e", "cpu-clock", "-F", "2000", "-g", "-o",
-                         perf_record, "-p", str(rpid)])
-                perf = spawn(pcmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                time.sleep(0.5)
-            t0 = cpu_ticks(rpid)
+                time.sleep(0.2)
+                perf = spawn(perf_cmd(rpid, perf_stat, perf_record),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            t0 = cpu_ns(rpid)
             if hold:
-                if read_line(fake, "held", 120) is None:
-                    raise RuntimeError("the destination never held all messages")
+                held = read_line(fake, "held", 120)
+                if held is None:
+                    raise RuntimeError("the destination never held the messages")
                 time.sleep(settle)
-                res = {"rss_kib": mem_kib(rpid, "VmRSS"), "hwm_kib": mem_kib(rpid, "VmHWM")}
+                res = {"rss_kib": mem_kib(rpid, "VmRSS"), "hwm_kib": mem_kib(rpid, "VmHWM"),
+                       "held": int(held.split()[1])}
                 fake.send_signal(signal.SIGTERM)
                 line = read_line(fake, "fake ", 10)
             else:
                 line = read_line(fake, "fake ", 600 if not wrap else 3600)
                 res = {"hwm_kib": mem_kib(rpid, "VmHWM")}
-            res["cpu_us"] = (cpu_ticks(rpid) - t0) / CLK_TCK * 1e6 / n
+            res["cpu_us"] = (cpu_ns(rpid) - t0) / 1e3 / n
             if perf:
                 stop(perf, signal.SIGINT, 30)
         finally:
@@ -609,27 +665,41 @@ def section_routes(b, args, out, results):
     if not b.have_relay:
         return
     res = {}
-    for rnd in range(args.rounds):
+    sizes = {}  # messages per run: alone_n, or about 3 s worth where that would take long
+    for v in ("3.1.1", "5"):
         for q in (0, 1):
-            for nr in (1, args.routes):
-                r = b.run_alone(q, args.alone_n, routes=gen_routes(nr))
-                res.setdefault((q, nr), []).append(r)
-                print(f"  routes round {rnd + 1} qos{q} {nr} routes: {r['rate']:.0f} msg/s",
-                      file=sys.stderr, flush=True)
-    results["routes"] = {f"{q}/{nr}": v for (q, nr), v in res.items()}
+            pilot = b.run_alone(q, 20000, routes=gen_routes(args.routes), version=v)
+            sizes[(v, q, 1)] = args.alone_n
+            sizes[(v, q, args.routes)] = int(min(args.alone_n, max(20000, pilot["rate"] * 3)))
+    for rnd in range(args.rounds):
+        for v in ("3.1.1", "5"):
+            for q in (0, 1):
+                for nr in (1, args.routes):
+                    r = b.run_alone(q, sizes[(v, q, nr)], routes=gen_routes(nr), version=v)
+                    res.setdefault((v, q, nr), []).append(r)
+                    print(f"  routes round {rnd + 1} v{v} qos{q} {nr} routes: "
+                          f"{r['rate']:.0f} msg/s", file=sys.stderr, flush=True)
+    results["routes"] = {f"{v}/{q}/{nr}": x for (v, q, nr), x in res.items()}
     out(f"## Route matching: 1 route vs {args.routes} routes (relay alone, pinned, 64 B, "
-        "MQTT 3.1.1); the matching route is the last one")
+        f"{args.alone_n} messages, or about 3 s worth when slower); the route that matches is "
+        "the last one")
     out()
-    out(f"| QoS | 1 route msg/s | {args.routes} routes msg/s | ratio | relay RSS MiB (1 / "
-        f"{args.routes}) | target |")
-    out("|---|---|---|---|---|---|")
-    for q in (0, 1):
-        one, many = res[(q, 1)], res[(q, args.routes)]
-        ratio = [m["rate"] / o["rate"] for o, m in zip(one, many)]
-        out(f"| {q} | {kmsg([r['rate'] for r in one])} | {kmsg([r['rate'] for r in many])} | "
-            f"{fmt_range(ratio, '{:.2f}')} | {med([r['hwm_kib'] for r in one]) / 1024:.1f} / "
-            f"{med([r['hwm_kib'] for r in many]) / 1024:.1f} | >= 0.80: "
-            f"{'met' if med(ratio) >= 0.8 else 'MISSED'} |")
+    out("In MQTT 5 the fake source puts the Subscription Identifier of the matching "
+        "subscription in each PUBLISH, as a broker does, and the relay uses it instead of "
+        "matching topics; in 3.1.1 it has to match the topic against its routes.")
+    out()
+    out(f"| MQTT | QoS | 1 route msg/s | {args.routes} routes msg/s | ratio | relay VmHWM MiB "
+        f"(1 / {args.routes}) | target >= 0.80 |")
+    out("|---|---|---|---|---|---|---|")
+    for v in ("3.1.1", "5"):
+        for q in (0, 1):
+            one, many = res[(v, q, 1)], res[(v, q, args.routes)]
+            ratio = [m["rate"] / o["rate"] for o, m in zip(one, many)]
+            out(f"| {v} | {q} | {kmsg([r['rate'] for r in one])} | "
+                f"{kmsg([r['rate'] for r in many])} | {fmt_range(ratio, '{:.3f}')} | "
+                f"{med([r['hwm_kib'] for r in one]) / 1024:.1f} / "
+                f"{med([r['hwm_kib'] for r in many]) / 1024:.1f} | "
+                f"{'met' if med(ratio) >= 0.8 else 'MISSED'} |")
     out()
 
 
@@ -653,14 +723,35 @@ def section_rss(b, args, out, results):
         f"{args.held} on the destination, ack_timeout = 600000 (so that it does not reconnect "
         "while holding).")
     out()
-    out("| payload | idle VmHWM MiB | VmRSS MiB with the messages held | VmHWM MiB | "
+    out("| payload | idle VmHWM MiB | messages held | VmRSS MiB while held | VmHWM MiB | "
         "target <= 16 MiB |")
-    out("|---|---|---|---|---|")
+    out("|---|---|---|---|---|---|")
     for size in (64, 1024):
         i, h = res[(size, 0)], res[(size, args.held)]
-        out(f"| {size} B | {i['hwm_kib'] / 1024:.1f} | {h['rss_kib'] / 1024:.1f} | "
+        out(f"| {size} B | {i['hwm_kib'] / 1024:.1f} | {h['held']} | {h['rss_kib'] / 1024:.1f} | "
             f"{h['hwm_kib'] / 1024:.1f} | {'met' if h['hwm_kib'] <= 16 * 1024 else 'MISSED'} |")
     out()
+    out("(fewer messages held than asked: the relay stopped reading its source at its byte "
+        "window's high mark, RELAY_WINDOW_HIGH, before its message limit)")
+    out()
+
+
+def callgrind_functions(path, inclusive):
+    """{function: Ir} from callgrind_annotate (every function, exclusive or inclusive)."""
+    txt = subprocess.run(["callgrind_annotate", "--threshold=100",
+                          f"--inclusive={'yes' if inclusive else 'no'}", path],
+                         capture_output=True, text=True).stdout
+    funcs = {}
+    for ln in txt.splitlines():
+        m = re.match(r"\s*([\d,]+)\s+\([^)]*\)\s+(.*)$", ln)
+        if not m or "PROGRAM TOTALS" in ln:
+            continue
+        name = m.group(2).strip()
+        name = re.sub(r"'\d+", "", name)  # recursion levels
+        name = re.sub(r"^\?\?\?:", "", name)
+        name = re.sub(r"^\S*/", "", name)  # source paths
+        funcs[name] = funcs.get(name, 0) + int(m.group(1).replace(",", ""))
+    return funcs
 
 
 def callgrind_total(path):
@@ -685,93 +776,104 @@ def section_profile(b, args, out, results):
         out()
         out("| QoS | instructions / message | whole run / messages |")
         out("|---|---|---|")
-        annot = {}
+        per_fn = {}
         for q in (0, 1):
-            tot = {}
-            for n in (args.cg_n // 10, args.cg_n):
+            tot, cgs = {}, {}
+            small, big = args.cg_n // 10, args.cg_n
+            for n in (small, big):
                 cg = os.path.join(args.out, f"callgrind.q{q}.n{n}.out")
                 b.run_alone(q, n, pin=False, wrap=["valgrind", "--tool=callgrind",
                                                     f"--callgrind-out-file={cg}"])
-                tot[n] = callgrind_total(cg)
-            small, big = args.cg_n // 10, args.cg_n
+                tot[n], cgs[n] = callgrind_total(cg), cg
             per = (tot[big] - tot[small]) / (big - small)
             prof[f"ir_q{q}"] = per
             out(f"| {q} | {per:.0f} | {tot[big] / big:.0f} |")
-            ann = subprocess.run(["callgrind_annotate", cg], capture_output=True,
-                                 text=True).stdout
-            annot[q] = ann
-            with open(os.path.join(args.out, f"callgrind.q{q}.txt"), "w") as f:
-                f.write(ann)
+            for incl in (False, True):
+                fb = callgrind_functions(cgs[big], incl)
+                fs = callgrind_functions(cgs[small], incl)
+                per_fn[(q, incl)] = sorted(
+                    ((k, (v - fs.get(k, 0)) / (big - small)) for k, v in fb.items()),
+                    key=lambda kv_: -kv_[1])
         out()
-        for q in (0, 1):
-            out(f"Top functions, QoS {q} (exclusive instructions, whole {args.cg_n}-message "
-                "run; full listing in the output directory):")
+        for incl in (False, True):
+            what = ("inclusive: the function and what it calls" if incl
+                    else "exclusive: the function alone")
+            out(f"Per forwarded message, by function ({what}): instructions of the big run "
+                "minus the small run, divided by the difference in messages.")
             out()
-            out("```")
-            lines = annot[q].splitlines()
-            start = next((i for i, ln in enumerate(lines) if "file:function" in ln), None)
-            if start is not None:
-                body = [ln for ln in lines[start + 2:] if ln.strip()][: args.top]
-                for ln in body:
-                    out(re.sub(r"\s+", " ", ln.strip())[:160])
-            out("```")
+            out("| function | QoS 0 instr/msg | QoS 1 instr/msg |")
+            out("|---|---|---|")
+            q1 = dict(per_fn[(1, incl)])
+            q0 = dict(per_fn[(0, incl)])
+            names = [k for k, v in per_fn[(1, incl)] if v >= 2][: args.top]
+            names += [k for k, v in per_fn[(0, incl)] if v >= 2 and k not in names][:5]
+            for k in names:
+                out(f"| `{k[:90]}` | {q0.get(k, 0):.0f} | {q1.get(k, 0):.0f} |")
             out()
+            with open(os.path.join(args.out, f"callgrind.per-message."
+                                   f"{'incl' if incl else 'self'}.txt"), "w") as f:
+                for q in (0, 1):
+                    f.write(f"# QoS {q}\n")
+                    for k, v in per_fn[(q, incl)]:
+                        if abs(v) >= 0.5:
+                            f.write(f"{v:10.1f}  {k}\n")
     if shutil.which("perf"):
-        out("## System calls per forwarded message (perf tracepoints; relay alone, pinned, "
-            f"{args.alone_n} messages, 64 B, MQTT 3.1.1)")
-        out()
-        rows = {}
+        # syscalls per message: the relay alone, then the relay between two Mosquittos
+        cols = {}
         for q in (0, 1):
-            st = os.path.join(args.out, f"perf-stat.q{q}.csv")
+            st = os.path.join(args.out, f"perf-stat.alone.q{q}.csv")
             try:
-                r = b.run_alone(q, args.alone_n, perf_stat=st)
+                b.run_alone(q, args.perf_n, perf_stat=st)
+                cols[f"alone QoS {q}"] = (perf_counts(st), args.perf_n)
             except RuntimeError as e:
                 out(f"(perf stat failed: {e})")
-                break
-            counts = {}
-            if os.path.exists(st):
-                with open(st) as f:
-                    for line in f:
-                        parts = line.strip().split(",")
-                        if len(parts) > 2 and parts[0].replace(".", "").isdigit():
-                            name = parts[2].replace("syscalls:sys_enter_", "")
-                            counts[name] = float(parts[0])
-            rows[q] = (r, counts)
-        if rows:
-            names = sorted({k for _, c in rows.values() for k, v in c.items()
-                            if v / args.alone_n >= 0.0005},
-                           key=lambda k: -max(c.get(k, 0) for _, c in rows.values()))
-            out("| syscall | " + " | ".join(f"QoS {q} per message" for q in rows) + " |")
-            out("|---|" + "---|" * len(rows))
-            for k in names:
-                out(f"| {k} | " + " | ".join(f"{c.get(k, 0) / args.alone_n:.4f}"
-                                          for _, c in rows.values()) + " |")
-            out("| **all** | " + " | ".join(f"{sum(c.values()) / args.alone_n:.3f}"
-                                            for _, c in rows.values()) + " |")
+        for q in (0, 1):
+            st = os.path.join(args.out, f"perf-stat.path.q{q}.csv")
+            try:
+                b.run_path("relay", q, 64, args.n, perf_stat=st)
+                cols[f"A->relay->B QoS {q}"] = (perf_counts(st), args.n)
+            except RuntimeError as e:
+                out(f"(perf stat failed: {e})")
+        if cols:
+            out("## System calls per forwarded message (perf stat -e 'syscalls:sys_enter_*' "
+                f"on the relay; alone: {args.perf_n} messages, pinned; between two Mosquittos: "
+                f"{args.n} messages; 64 B, MQTT 3.1.1)")
             out()
-            prof["syscalls"] = {q: c for q, (_, c) in rows.items()}
-        out("## Where the relay's time goes (perf record -e cpu-clock, relay alone, pinned)")
+            names = sorted({k for c, n in cols.values() for k, v in c.items() if v / n >= 0.0005},
+                           key=lambda k: -max(c.get(k, 0) / n for c, n in cols.values()))
+            out("| syscall | " + " | ".join(cols) + " |")
+            out("|---|" + "---|" * len(cols))
+            for k in names:
+                out(f"| {k} | " + " | ".join(f"{c.get(k, 0) / n:.4f}"
+                                          for c, n in cols.values()) + " |")
+            out("| **all** | " + " | ".join(f"{sum(c.values()) / n:.3f}"
+                                            for c, n in cols.values()) + " |")
+            out()
+            prof["syscalls"] = {k: {s_: v / n for s_, v in c.items() if v}
+                                for k, (c, n) in cols.items()}
+        out("## Where the relay's time goes (perf record -e cpu-clock on the relay, self time "
+            "by symbol, >= 0.7 %)")
         out()
         for q in (0, 1):
-            pd = os.path.join(args.out, f"perf.q{q}.data")
+            pd = os.path.join(args.out, f"perf.alone.q{q}.data")
             try:
-                b.run_alone(q, args.alone_n, perf_record=pd)
+                b.run_alone(q, args.perf_n, perf_record=pd)
             except RuntimeError as e:
                 out(f"(perf record failed: {e})")
-                break
-            rep = subprocess.run(["perf", "report", "-i", pd, "--stdio", "--no-children",
-                                  "--sort", "dso,symbol", "-g", "none", "--percent-limit",
-                                  "0.7"], capture_output=True, text=True).stdout
-            with open(os.path.join(args.out, f"perf.q{q}.txt"), "w") as f:
-                f.write(rep)
-            out(f"QoS {q}, self time by symbol (>= 0.7 %):")
+                continue
+            out(f"Relay alone (pinned), QoS {q}, {args.perf_n} messages:")
             out()
-            out("```")
-            for ln in rep.splitlines():
-                if ln.strip() and not ln.startswith("#"):
-                    out(re.sub(r"\s+", " ", ln.strip())[:140])
-            out("```")
+            perf_top(pd, out)
+        for q in (0, 1):
+            pd = os.path.join(args.out, f"perf.path.q{q}.data")
+            try:
+                b.run_path("relay", q, 64, args.n, perf_record=pd)
+            except RuntimeError as e:
+                out(f"(perf record failed: {e})")
+                continue
+            out(f"Relay between two Mosquittos, QoS {q}, {args.n} messages:")
             out()
+            perf_top(pd, out)
     results["profile"] = prof
 
 
@@ -800,6 +902,7 @@ def main():
     ap.add_argument("--routes", type=int, default=10000)
     ap.add_argument("--held", type=int, default=10000)
     ap.add_argument("--cg-n", type=int, default=50000)
+    ap.add_argument("--perf-n", type=int, default=3000000)
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--sections", default="paths,latency,nagle,alone,routes,rss,profile")
     ap.add_argument("--out", default=None, help="directory for the report and raw results")
@@ -840,6 +943,9 @@ def main():
         f"clean_start true, receive_maximum {INFLIGHT}, max_inflight {INFLIGHT}")
     out(f"- loadgen: MQTT {args.mqtt}, TCP_NODELAY on (unless stated), QoS 1 window "
         f"{INFLIGHT}; one publisher on A, one subscriber on B (on A for direct)")
+    with open("/proc/loadavg") as f:
+        out(f"- load average at the start: {' '.join(f.read().split()[:3])} (other processes "
+            "on the machine disturb the figures)")
     out(f"- output directory: {args.out}")
     out()
     try:
@@ -862,7 +968,8 @@ def main():
         with open(os.path.join(args.out, "results.json"), "w") as f:
             json.dump(results, f, indent=1, default=str)
         cleanup()
-        shutil.rmtree(b.tmp, ignore_errors=True)
+    with open("/proc/loadavg") as f:
+        out(f"(load average at the end: {' '.join(f.read().split()[:3])})")
     print(f"\nreport: {args.out}/report.md", file=sys.stderr)
 
 
