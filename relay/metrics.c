@@ -93,6 +93,43 @@ static void conn_metric(FILE *f, const struct relay *r, const char *name, const 
                     j, v(&r->brokers[i].conns[j]));
 }
 
+static void spool_metrics(FILE *f, const struct relay *r)
+{
+    static const struct {
+        const char *name, *type, *help;
+    } m[] = {
+        {"mqtt_relay_spool_bytes", "gauge", "Journal bytes held for a spooled broker."},
+        {"mqtt_relay_spool_messages", "gauge", "Spooled messages not yet delivered."},
+        {"mqtt_relay_spool_oldest_age_seconds", "gauge", "Age of the oldest spooled message."},
+        {"mqtt_relay_spool_fsyncs_total", "counter", "Group commits (one fsync each)."},
+        {"mqtt_relay_spool_write_errors_total", "counter", "Failed journal writes (retried)."},
+    };
+    uint64_t now = relay_now_ms();
+
+    for (size_t k = 0; k < sizeof(m) / sizeof(m[0]); k++) {
+        bool any = false;
+
+        for (size_t i = 0; i < r->n_brokers; i++) {
+            struct relay_spool_stats st;
+            double v;
+
+            if (!r->brokers[i].spool)
+                continue;
+            if (!any)
+                head(f, m[k].name, m[k].type, m[k].help);
+            any = true;
+            relay_spool_stats(r->brokers[i].spool, &st);
+            v = k == 0   ? (double)st.bytes
+                : k == 1 ? (double)st.messages
+                : k == 2 ? (st.oldest_ms && now > st.oldest_ms ? (double)(now - st.oldest_ms) / 1000.0
+                                                                : 0.0)
+                : k == 3 ? (double)st.fsyncs
+                         : (double)st.write_errors;
+            fprintf(f, "%s{broker=\"%s\"} %.17g\n", m[k].name, r->brokers[i].cfg->name, v);
+        }
+    }
+}
+
 int relay_metrics_render(const struct relay *r, char **body, size_t *len)
 {
     FILE *f = open_memstream(body, len);
@@ -128,6 +165,7 @@ int relay_metrics_render(const struct relay *r, char **body, size_t *len)
                 v_sent);
     conn_metric(f, r, "mqtt_relay_bytes_received_total", "counter",
                 "Bytes read from the broker.", v_received);
+    spool_metrics(f, r);
     head(f, "mqtt_relay_forward_latency_seconds", "histogram",
          "From a message's arrival to its delivery (acknowledgement for QoS 1/2).");
     for (size_t i = 0; i < RELAY_LATENCY_BUCKETS; i++)

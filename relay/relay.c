@@ -148,6 +148,10 @@ static void hook_done(struct relay_session *s, struct relay_msg *m, int drop, ui
         relay_session_in_done(&m->src->s, m->ref, now_ms);
         relay_mark(m->src);
     }
+    if (m->spool_seq && c->b->spool) {
+        relay_spool_delivered(c->b->spool, m->spool_seq);
+        relay_spool_check(c->b);
+    }
     free(m);
 }
 
@@ -196,6 +200,85 @@ static const struct relay_session_hooks hooks = {
     .rx_full = hook_rx_full,
     .window = hook_window,
 };
+
+/* ---- store and forward -------------------------------------------------------------------- */
+
+/* A spooled record is on disk: its source may be acknowledged (stale refs are ignored). */
+static void spool_durable(void *arg, const struct relay_spool_ack *ack)
+{
+    struct relay *r = arg;
+
+    if (!ack->src || ack->src->s.epoch != ack->src_epoch)
+        return;
+    relay_session_in_done(&ack->src->s, ack->ref, r->now_ms);
+    relay_mark(ack->src);
+}
+
+void relay_spool_check(struct relay_broker *b)
+{
+    struct relay *r = b->r;
+    bool full = relay_spool_full(b->spool);
+
+    if (full == b->spool_full)
+        return;
+    b->spool_full = full;
+    for (size_t i = 0; i < r->n_brokers; i++)
+        for (size_t k = 0; k < r->brokers[i].n_feeds; k++)
+            if (r->brokers[i].feeds[k] == b)
+                for (uint32_t j = 0; j < r->brokers[i].n_conns; j++)
+                    relay_mark(&r->brokers[i].conns[j]);
+}
+
+/* Bytes a spooled destination connection may hold in memory: enough to keep its window busy,
+ * little enough that the journal, not the heap, carries a backlog. */
+#define SPOOL_FEED_BYTES (256u * 1024u)
+
+/* Moves durable records into the destination sessions, in journal order, while the connection
+ * each is for is up and has room; stops at the first that cannot take its record (order). */
+static void spool_feed(struct relay_broker *b, uint64_t now_ms)
+{
+    for (;;) {
+        struct relay_msg *m;
+        struct relay_conn *c;
+        uint32_t conn;
+
+        /* peek by taking: the spool hands out in order and cannot put back, so only take
+         * when the connection the next record is for can be known to have room; every
+         * connection must, since we learn the target only after taking it */
+        for (uint32_t j = 0; j < b->n_conns; j++) {
+            const struct relay_conn *k = &b->conns[j];
+
+            if (k->s.state != RELAY_SS_UP || k->s.win.queued >= SPOOL_FEED_BYTES)
+                return;
+        }
+        m = relay_spool_next(b->spool, &conn);
+        if (!m)
+            return;
+        c = &b->conns[conn % b->n_conns];
+        if (m->route >= b->r->n_routes || b->r->routes[m->route].to != b)
+            m->route = UINT32_MAX; /* the configuration changed since it was spooled */
+        relay_session_enqueue(&c->s, m, now_ms);
+        relay_mark(c);
+    }
+}
+
+static void spools_run(struct relay *r, uint64_t now_ms, bool force)
+{
+    for (size_t i = 0; i < r->n_brokers; i++) {
+        struct relay_broker *b = &r->brokers[i];
+        uint64_t due;
+
+        if (!b->spool)
+            continue;
+        due = relay_spool_deadline(b->spool);
+        if (due && (force || now_ms >= due)) {
+            r->now_ms = now_ms;
+            relay_spool_commit(b->spool, now_ms);
+        }
+        spool_feed(b, now_ms);
+        relay_spool_check(b);
+    }
+}
 
 /* ---- construction ------------------------------------------------------------------------- */
 
@@ -327,6 +410,21 @@ int relay_new(const struct relay_config *cfg, struct relay_log *log, const struc
         for (uint32_t j = 0; j < r->brokers[i].n_conns; j++)
             if (conn_init(r, &r->brokers[i], j) != 0)
                 goto nomem;
+    for (size_t i = 0; i < r->n_brokers; i++) {
+        struct relay_broker *b = &r->brokers[i];
+        const struct relay_spool_config *sc = &b->cfg->spool;
+
+        if (!sc->dir)
+            continue;
+        snprintf(b->spool_who, sizeof(b->spool_who), "spool %s", b->cfg->name);
+        rc = relay_spool_open(sc->dir, sc->max_size, b->spool_who, log, spool_durable, r,
+                              &b->spool, err, errlen);
+        if (rc) {
+            relay_free(r);
+            return rc;
+        }
+        b->spool_full = relay_spool_full(b->spool);
+    }
     *out = r;
     return 0;
 nomem:
@@ -351,6 +449,9 @@ void relay_free(struct relay *r)
         free(b->from);
         free(b->feeds);
     }
+    for (size_t i = 0; i < r->n_brokers; i++)
+        if (r->brokers[i].spool)
+            relay_spool_close(r->brokers[i].spool);
     relay_routes_cleanup(r);
     free(r->brokers);
     free(r->dirty);
@@ -416,7 +517,7 @@ static void conn_close(struct relay_conn *c)
 static bool feeds_over(const struct relay_conn *c)
 {
     for (size_t k = 0; k < c->b->n_feeds; k++)
-        if (c->b->feeds[k]->n_over)
+        if (c->b->feeds[k]->n_over || c->b->feeds[k]->spool_full)
             return true;
     return false;
 }
@@ -463,6 +564,8 @@ void relay_flush(struct relay *r, uint64_t now_ms)
 {
     uint64_t next = 0;
 
+    r->now_ms = now_ms;
+    spools_run(r, now_ms, false);
     /* syncing can touch more connections (acks queued on sources): run until quiet */
     while (r->n_dirty) {
         struct relay_conn *c = r->dirty[--r->n_dirty];
@@ -482,6 +585,9 @@ void relay_flush(struct relay *r, uint64_t now_ms)
                 next = earliest(next, relay_session_deadline(&c->s));
         }
     }
+    for (size_t i = 0; i < r->n_brokers; i++)
+        if (r->brokers[i].spool)
+            next = earliest(next, relay_spool_deadline(r->brokers[i].spool));
     if (r->stopping)
         next = earliest(next, r->stop_deadline);
     if (next && next != r->next_wake) {
@@ -522,6 +628,7 @@ void relay_stop(struct relay *r, uint64_t now_ms)
             relay_mark(c);
         }
     }
+    spools_run(r, now_ms, true); /* what is spooled is acknowledged before we go */
     relay_log(r->log, RELAY_LOG_INFO, NULL,
               "shutting down: waiting up to %u ms for %llu in-flight acknowledgements",
               r->cfg->drain_timeout_ms, (unsigned long long)inflight);

@@ -409,6 +409,7 @@ struct relay_session {
     uint64_t link_open_ms, last_tx_ms, last_rx_ms, ping_sent_ms, closing_ms;
     bool ping_out;
     bool in_feed;                            /* re-entrancy guard */
+    bool over_rm_said;                       /* logged that the broker exceeds our Receive Max */
     uint32_t epoch;                          /* link count, bumps on each close */
     uint16_t *in_map;                        /* packet id -> incoming slot + 1 (65536 entries) */
     char why[160];                           /* why the last link ended, for the owner's log */
@@ -599,6 +600,9 @@ struct relay_broker {
     size_t n_from;
     struct relay_broker **feeds;    /* brokers this one's routes write to (distinct) */
     size_t n_feeds;
+    struct relay_spool *spool;      /* store and forward, NULL = none */
+    char spool_who[96];             /* "spool <name>" */
+    bool spool_full;                /* last relay_spool_full(): sources feeding it pause */
 };
 
 struct relay {
@@ -618,6 +622,7 @@ struct relay {
     bool stopping;
     uint64_t stop_deadline;
     bool finished;
+    uint64_t now_ms;                /* the time of the entry point running (spool callbacks) */
     /* counters */
     uint64_t latency_count;
     double latency_sum;
@@ -644,6 +649,9 @@ void relay_mark(struct relay_conn *c);
  * messages queued that will report back (relay_session_hooks.publish's contract). */
 int relay_route_forward(struct relay *r, struct relay_conn *src, const struct mqc_publish *p,
                         struct relay_in_ref ref, uint64_t now_ms);
+/* relay.c: re-reads whether b's spool is full; pauses / resumes its sources on a change. */
+void relay_spool_check(struct relay_broker *b);
+
 /* Initialises / releases the runtime part of each route. */
 int relay_routes_init(struct relay *r, char *err, size_t errlen);
 void relay_routes_cleanup(struct relay *r);

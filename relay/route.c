@@ -197,6 +197,29 @@ static void drop(struct relay *r, struct relay_route *rt, enum relay_drop why, u
                       (const char *)p->topic.p, relay_drop_name(why));
 }
 
+/* A spooled destination: the record goes to the journal, and the source is acknowledged once
+ * a commit made it durable (relay.c's durable callback), not when the destination has it. */
+static int spool_one(struct relay *r, struct relay_route *rt, struct relay_conn *src,
+                     const struct mqc_publish *p, struct relay_in_ref ref, struct relay_conn *dc,
+                     struct relay_msg *m, uint64_t now_ms)
+{
+    struct relay_spool_ack ack = {ref.slot ? src : NULL, ref, src->s.epoch};
+    int rc = relay_spool_append(rt->to->spool, m, dc->idx, &ack);
+
+    free(m);
+    relay_spool_check(rt->to);
+    if (rc == 0)
+        return ref.slot ? 1 : 0;
+    if (!ref.slot) {
+        drop(r, rt, RELAY_DROP_QOS0_OVERFLOW, now_ms, p);
+        return 0;
+    }
+    /* not on disk, so not acknowledged: the source keeps it and redelivers it */
+    relay_log_limited(r->log, now_ms, RELAY_LOG_WARN, rt->to->spool_who,
+                      "full or failing (%s): holding messages unacknowledged", strerror(-rc));
+    return -1;
+}
+
 /* Queues one copy of p along rt. Returns 1 when a message that reports back was queued. */
 static int forward_one(struct relay *r, struct relay_route *rt, struct relay_conn *src,
                        const struct mqc_publish *p, struct relay_in_ref ref,
@@ -280,6 +303,8 @@ static int forward_one(struct relay *r, struct relay_route *rt, struct relay_con
         m->expiry = expiry;
         m->expiry_off = (uint32_t)(written - p->payload.len - plen + expiry_at);
     }
+    if (rt->to->spool)
+        return spool_one(r, rt, src, p, ref, dc, m, now_ms);
     if (ref.slot) {
         m->src = src;
         m->ref = ref;

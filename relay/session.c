@@ -517,6 +517,7 @@ int relay_session_open(struct relay_session *s, uint64_t now_ms)
     s->last_tx_ms = now_ms;
     s->last_rx_ms = now_ms;
     s->ping_out = false;
+    s->over_rm_said = false;
     s->rx_len = 0;
     s->ctl_len = s->ctl_off = 0;
     s->sub_pending = 0;
@@ -879,15 +880,18 @@ static int on_publish(struct relay_session *s, const uint8_t *buf, size_t len, u
         }
         if (s->in_used >= s->in_cap) {
             /* More held messages than our Receive Maximum. A 5.0 broker may not do this
-             * [MQTT-3.3.4-9], but Mosquitto 2.0.11 does (seen: 104 against 64 while our
-             * acknowledgements flow), and a 3.x broker has no such limit at all. Closing
+             * [MQTT-3.3.4-9], but Mosquitto 2.0.11 does under some acknowledgement patterns
+             * (seen: 84 outstanding by its own log against our 64; a bare client with a
+             * Receive Maximum of 5 got 9), and a 3.x broker has no such limit at all. Closing
              * would only loop; instead the rest waits, unread, until slots free up. */
-            if (s->cfg->version == MQC_V5 && !s->rx_full)
+            if (s->cfg->version == MQC_V5 && !s->over_rm_said) {
+                s->over_rm_said = true; /* once per link: it is the broker's habit, not news */
                 relay_log_limited(s->log, now_ms, RELAY_LOG_WARN, s->who,
                                   "broker sends more unacknowledged QoS 1/2 messages than our "
                                   "Receive Maximum (%u): holding them until earlier ones are "
                                   "acknowledged",
                                   s->in_cap);
+            }
             if (!s->rx_full) {
                 s->rx_full = true;
                 if (s->hooks->rx_full)
