@@ -18,7 +18,8 @@ here), after the CONNACK in the role "dest" (the relay only publishes here).
     unknown_puback     PUBACK for a packet id the relay never used           relay: 0x82
     too_large          PUBLISH over the relay's announced Maximum Packet Size relay: 0x95
     truncated          half a PUBLISH, then the broker closes                 (no DISCONNECT)
-    over_receive_max   QoS 1 PUBLISHes past the relay's Receive Maximum       relay: 0x93
+    over_receive_max   QoS 1/2 PUBLISHes past the relay's Receive Maximum,
+                       all at once (the relay should hold them back)
     silence            never answers PINGREQ (nor anything else)              (no DISCONNECT)
     receive_max_1      CONNACK with Receive Maximum 1; acks slowly; counts
                        every time the relay had 2 unacknowledged PUBLISHes
@@ -423,14 +424,15 @@ class HostileBroker:
 
     Options: max_packet (too_large when the relay announces none: 3.x), ack_delay (seconds
     before acknowledging a PUBLISH in receive_max_1), flood_payload (bytes per message),
-    flood_q0_per_q1 (QoS 0 messages between two QoS 1), over_rm_burst (QoS 1 PUBLISHes sent at
-    once in over_receive_max), topic_prefix (topics this broker publishes on: PREFIX/...),
+    flood_q0_per_q1 (QoS 0 messages between two QoS 1), over_rm_burst (PUBLISHes sent at once
+    in over_receive_max), over_rm_qos (their QoS; None: 1 and 2 alternating), topic_prefix (topics this broker publishes on: PREFIX/...),
     hold_open (seconds the broker keeps a misbehaving link open waiting for the relay to close
     it before closing it itself), log (a function taking a line)."""
 
     def __init__(self, scenario="normal", role="source", name="hostile", port=0, armed=True,
                  max_packet=None, ack_delay=0.05, flood_payload=64, flood_q0_per_q1=4,
-                 over_rm_burst=1000, topic_prefix="h", hold_open=30.0, log=None):
+                 over_rm_burst=1000, over_rm_qos=None, topic_prefix="h", hold_open=30.0,
+                 log=None):
         if scenario not in SCENARIOS:
             raise ValueError("unknown scenario %r (one of %s)" % (scenario, ", ".join(SCENARIOS)))
         self.scenario = scenario
@@ -442,6 +444,7 @@ class HostileBroker:
         self.flood_payload = flood_payload
         self.flood_q0_per_q1 = flood_q0_per_q1
         self.over_rm_burst = over_rm_burst
+        self.over_rm_qos = over_rm_qos
         self.topic_prefix = topic_prefix
         self.hold_open = hold_open
         self._log = log
@@ -788,12 +791,20 @@ class HostileBroker:
             self._close(c, "broker")
             return
         elif s == "over_receive_max":
+            # QoS 1 and QoS 2 alternating (over_rm_qos 1 or 2: only that), all at once;
+            # c.burst holds (number, qos) in order, c.acked gets each number once PUBACK or
+            # PUBCOMP comes back
             data = bytearray()
+            c.burst = []
             for i in range(self.over_rm_burst):
+                q = self.over_rm_qos or (1 + i % 2)
                 pid = self._pid(c)
-                c.out_q1[pid] = next(self._numbers)
-                data += publish(v, "%s/rm/%d" % (p, i), b"r", 1, pid)
+                n = next(self._numbers)
+                c.out_q1[pid] = n
+                c.burst.append((n, q))
+                data += publish(v, "%s/rm/%d" % (p, n), b"r", q, pid)
             self._send(c, bytes(data))
+            return
         elif s == "flood":
             self.start_flood()
             return
