@@ -7,11 +7,15 @@
 
 #include "relay.h"
 
-static volatile sig_atomic_t stop;
+/* The only globals: what the signal handler tells the loop (SIGINT/SIGTERM, SIGHUP). */
+static volatile sig_atomic_t stop, reload;
 
 static void on_signal(int sig)
 {
-    stop = sig;
+    if (sig == SIGHUP)
+        reload = 1;
+    else
+        stop = sig;
 }
 
 static void usage(FILE *f)
@@ -35,12 +39,51 @@ static void install_signals(void)
     /* no SA_RESTART: the signal interrupts the event loop's poll() so the loop sees it */
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
 }
 
-static int run(const struct relay_config *cfg)
+/* SIGHUP: read the file again; a file that does not load, or a change that needs a restart,
+ * is logged and the running configuration kept. On success *cfg is the new one (the old one
+ * freed). */
+static void do_reload(struct relay *r, struct relay_log *log, struct relay_config **cfg)
 {
+    struct relay_config *ncfg = calloc(1, sizeof(*ncfg));
+    char err[1024];
+    int rc;
+
+    if (!ncfg) {
+        relay_log(log, RELAY_LOG_ERROR, NULL, "reload: out of memory; keeping the running one");
+        return;
+    }
+    relay_log(log, RELAY_LOG_INFO, NULL, "SIGHUP: reloading %s", (*cfg)->path);
+    rc = relay_config_load((*cfg)->path, ncfg, err, sizeof(err));
+    if (rc) {
+        relay_log(log, RELAY_LOG_ERROR, NULL, "reload: %s; keeping the running configuration",
+                  err);
+        free(ncfg);
+        return;
+    }
+    relay_notify("RELOADING=1");
+    rc = relay_reload(r, ncfg, relay_now_ms(), err, sizeof(err));
+    if (rc) {
+        relay_log(log, RELAY_LOG_ERROR, NULL,
+                  "reload: %s: %s needs a restart; keeping the running configuration",
+                  (*cfg)->path, err);
+        relay_config_cleanup(ncfg);
+        free(ncfg);
+    } else {
+        relay_config_cleanup(*cfg);
+        free(*cfg);
+        *cfg = ncfg;
+    }
+    relay_notify("READY=1");
+}
+
+static int run(struct relay_config **cfgp)
+{
+    struct relay_config *cfg = *cfgp;
     struct relay_log log;
     struct relay_transport *t = NULL;
     struct relay *r = NULL;
@@ -80,6 +123,10 @@ static int run(const struct relay_config *cfg)
             relay_notify("WATCHDOG=1");
             wd_next = now + wd_every;
         }
+        if (reload && !stopping) {
+            reload = 0;
+            do_reload(r, &log, cfgp);
+        }
         if (stop) {
             if (!stopping)
                 relay_notify("STOPPING=1");
@@ -107,7 +154,7 @@ int main(int argc, char **argv)
 {
     const char *file = NULL;
     bool check = false;
-    struct relay_config cfg;
+    struct relay_config *cfg;
     char err[1024];
     int rc;
 
@@ -139,18 +186,24 @@ int main(int argc, char **argv)
         usage(stderr);
         return 1;
     }
-    memset(&cfg, 0, sizeof(cfg));
-    rc = relay_config_load(file, &cfg, err, sizeof(err));
+    cfg = calloc(1, sizeof(*cfg)); /* replaced by each successful reload */
+    if (!cfg) {
+        fprintf(stderr, "mqtt-relay: out of memory\n");
+        return 2;
+    }
+    rc = relay_config_load(file, cfg, err, sizeof(err));
     if (rc) {
         fprintf(stderr, "%s\n", err);
+        free(cfg);
         return 1;
     }
     if (check) {
-        relay_config_print_plan(&cfg, stdout);
-        relay_config_cleanup(&cfg);
-        return 0;
+        relay_config_print_plan(cfg, stdout);
+        rc = 0;
+    } else {
+        rc = run(&cfg);
     }
-    rc = run(&cfg);
-    relay_config_cleanup(&cfg);
+    relay_config_cleanup(cfg);
+    free(cfg);
     return rc;
 }

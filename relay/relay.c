@@ -293,21 +293,25 @@ static int add_ptr(void ***arr, size_t *n, void *p)
     return 0;
 }
 
-static int conn_init(struct relay *r, struct relay_broker *b, uint32_t idx)
+int relay_broker_open_spool(struct relay *r, struct relay_broker *b, char *err, size_t errlen)
 {
-    const struct relay_broker_config *bc = b->cfg;
-    struct relay_conn *c = &b->conns[idx];
-    size_t n = 0;
+    const struct relay_spool_config *sc = &b->cfg->spool;
+    int rc;
 
-    c->r = r;
-    c->b = b;
-    c->idx = idx;
-    snprintf(c->who, sizeof(c->who), "%s#%u", bc->name, idx);
-    /* the base id plus "-<idx>" */
-    size_t idcap = strlen(bc->client_id) + 16u;
-    c->client_id = malloc(idcap);
-    if (!c->client_id || relay_broker_client_id(bc, idx, c->client_id, idcap) < 0)
-        return -ENOMEM;
+    if (!sc->dir)
+        return 0;
+    snprintf(b->spool_who, sizeof(b->spool_who), "spool %s", b->cfg->name);
+    rc = relay_spool_open(sc->dir, sc->max_size, b->spool_who, r->log, spool_durable, r,
+                          &b->spool, err, errlen);
+    if (rc == 0)
+        b->spool_full = relay_spool_full(b->spool);
+    return rc;
+}
+
+void relay_conn_fill_scfg(struct relay_conn *c)
+{
+    const struct relay_broker_config *bc = c->b->cfg;
+
     c->scfg = (struct relay_session_cfg){
         .version = bc->version,
         .try_bridge = bc->version != MQC_V5,
@@ -326,16 +330,23 @@ static int conn_init(struct relay *r, struct relay_broker *b, uint32_t idx)
         .rate_messages = bc->rate_messages,
         .will_topic = bc->status_topic,
     };
-    c->subs = calloc(b->n_from ? b->n_from : 1, sizeof(*c->subs));
-    if (!c->subs)
+}
+
+int relay_conn_subs(const struct relay_conn *c, struct relay_sub **out, size_t *n_out)
+{
+    const struct relay_broker *b = c->b;
+    struct relay_sub *subs = calloc(b->n_from ? b->n_from : 1, sizeof(*subs));
+    size_t n = 0;
+
+    if (!subs)
         return -ENOMEM;
     for (size_t i = 0; i < b->n_from; i++) {
         const struct relay_route *rt = b->from[i];
         uint8_t opt = rt->cfg->qos;
 
-        if (!rt->cfg->share && idx != 0)
-            continue;
-        if (bc->version == MQC_V5) {
+        if (!rt->cfg->share && c->idx != 0)
+            continue; /* unshared: on connection 0 only, or every message comes N times */
+        if (b->cfg->version == MQC_V5) {
             /* Retain As Published for "keep"; Retain Handling 1: retained messages only for a
              * new subscription, not again on every reconnect of a kept session; No Local:
              * what we publish on this connection never comes back on it (not allowed on
@@ -346,16 +357,71 @@ static int conn_init(struct relay *r, struct relay_broker *b, uint32_t idx)
             if (!rt->cfg->share)
                 opt |= MQC_SUB_NO_LOCAL;
         }
-        c->subs[n].filter = rt->sub_filter;
-        c->subs[n].options = opt;
-        c->subs[n].sub_id = rt->index + 1u;
+        subs[n].filter = rt->sub_filter;
+        subs[n].options = opt;
+        subs[n].sub_id = rt->sub_id;
         n++;
     }
-    c->n_subs = n;
+    *out = subs;
+    *n_out = n;
+    return 0;
+}
+
+int relay_conn_init(struct relay *r, struct relay_broker *b, uint32_t idx)
+{
+    const struct relay_broker_config *bc = b->cfg;
+    struct relay_conn *c = &b->conns[idx];
+    size_t idcap = strlen(bc->client_id) + 16u; /* the base id plus "-<idx>" */
+
+    c->r = r;
+    c->b = b;
+    c->idx = idx;
+    snprintf(c->who, sizeof(c->who), "%s#%u", bc->name, idx);
+    c->client_id = malloc(idcap);
+    if (!c->client_id || relay_broker_client_id(bc, idx, c->client_id, idcap) < 0)
+        return -ENOMEM;
+    relay_conn_fill_scfg(c);
+    if (relay_conn_subs(c, &c->subs, &c->n_subs) != 0)
+        return -ENOMEM;
     c->backoff_ms = bc->reconnect_min_ms;
     if (relay_session_init(&c->s, &c->scfg, &hooks, c, r->log, c->who) != 0)
         return -ENOMEM;
     relay_session_set_subs(&c->s, c->subs, c->n_subs);
+    return 0;
+}
+
+int relay_link_routes(struct relay *r)
+{
+    uint32_t max_id = 0;
+
+    for (size_t i = 0; i < r->n_brokers; i++) {
+        free(r->brokers[i].from);
+        free(r->brokers[i].feeds);
+        r->brokers[i].from = NULL;
+        r->brokers[i].feeds = NULL;
+        r->brokers[i].n_from = r->brokers[i].n_feeds = 0;
+    }
+    for (size_t i = 0; i < r->n_routes; i++) {
+        struct relay_route *rt = &r->routes[i];
+        struct relay_broker *f = rt->from;
+        bool known = false;
+
+        if (add_ptr((void ***)&f->from, &f->n_from, rt))
+            return -ENOMEM;
+        for (size_t k = 0; k < f->n_feeds; k++)
+            known |= f->feeds[k] == rt->to;
+        if (!known && add_ptr((void ***)&f->feeds, &f->n_feeds, rt->to))
+            return -ENOMEM;
+        if (rt->sub_id > max_id)
+            max_id = rt->sub_id;
+    }
+    free(r->by_sub_id);
+    r->by_sub_id = calloc(max_id + 1u, sizeof(*r->by_sub_id));
+    if (!r->by_sub_id)
+        return -ENOMEM;
+    r->n_by_sub_id = max_id + 1u;
+    for (size_t i = 0; i < r->n_routes; i++)
+        r->by_sub_id[r->routes[i].sub_id] = &r->routes[i];
     return 0;
 }
 
@@ -387,43 +453,27 @@ int relay_new(const struct relay_config *cfg, struct relay_log *log, const struc
         if (!r->brokers[i].conns)
             goto nomem;
     }
-    rc = relay_routes_init(r, err, errlen);
+    rc = relay_routes_build(r, r->brokers, cfg, &r->routes, &r->n_routes, err, errlen);
     if (rc == -EINVAL) {
         relay_free(r);
         return rc;
     }
-    if (rc)
+    if (rc || relay_scratch_init(r, cfg))
         goto nomem;
-    for (size_t i = 0; i < r->n_routes; i++) {
-        struct relay_route *rt = &r->routes[i];
-        struct relay_broker *f = rt->from;
-        bool known = false;
-
-        if (add_ptr((void ***)&f->from, &f->n_from, rt))
-            goto nomem;
-        for (size_t k = 0; k < f->n_feeds; k++)
-            known |= f->feeds[k] == rt->to;
-        if (!known && add_ptr((void ***)&f->feeds, &f->n_feeds, rt->to))
-            goto nomem;
-    }
+    for (size_t i = 0; i < r->n_routes; i++)
+        r->routes[i].sub_id = ++r->next_sub_id;
+    if (relay_link_routes(r))
+        goto nomem;
     for (size_t i = 0; i < r->n_brokers; i++)
         for (uint32_t j = 0; j < r->brokers[i].n_conns; j++)
-            if (conn_init(r, &r->brokers[i], j) != 0)
+            if (relay_conn_init(r, &r->brokers[i], j) != 0)
                 goto nomem;
     for (size_t i = 0; i < r->n_brokers; i++) {
-        struct relay_broker *b = &r->brokers[i];
-        const struct relay_spool_config *sc = &b->cfg->spool;
-
-        if (!sc->dir)
-            continue;
-        snprintf(b->spool_who, sizeof(b->spool_who), "spool %s", b->cfg->name);
-        rc = relay_spool_open(sc->dir, sc->max_size, b->spool_who, log, spool_durable, r,
-                              &b->spool, err, errlen);
+        rc = relay_broker_open_spool(r, &r->brokers[i], err, errlen);
         if (rc) {
             relay_free(r);
             return rc;
         }
-        b->spool_full = relay_spool_full(b->spool);
     }
     *out = r;
     return 0;
@@ -452,7 +502,9 @@ void relay_free(struct relay *r)
     for (size_t i = 0; i < r->n_brokers; i++)
         if (r->brokers[i].spool)
             relay_spool_close(r->brokers[i].spool);
-    relay_routes_cleanup(r);
+    relay_routes_free(r->routes, r->n_routes);
+    free(r->by_sub_id);
+    free(r->scratch);
     free(r->brokers);
     free(r->dirty);
     free(r);
@@ -460,7 +512,7 @@ void relay_free(struct relay *r)
 
 /* ---- connection lifecycle ----------------------------------------------------------------- */
 
-static void conn_connect(struct relay_conn *c, uint64_t now_ms)
+void relay_conn_connect(struct relay_conn *c, uint64_t now_ms)
 {
     const struct relay_broker_config *bc = c->b->cfg;
     struct relay_endpoint ep = {
@@ -512,6 +564,31 @@ static void conn_close(struct relay_conn *c)
         return;
     c->close_asked = true;
     c->r->io->close(c->r->io->ctx, c);
+}
+
+void relay_conn_restart(struct relay_conn *c, uint64_t now_ms)
+{
+    c->restart_now = true;
+    c->url_idx = 0;
+    switch (c->st) {
+    case RELAY_CONN_OPEN:
+        if (c->s.state == RELAY_SS_CONNECTING)
+            conn_close(c);
+        else
+            relay_session_disconnect(&c->s, 0, now_ms); /* closes once written */
+        relay_mark(c);
+        break;
+    case RELAY_CONN_CONNECTING:
+        conn_close(c);
+        break;
+    case RELAY_CONN_WAIT:
+        c->retry_at = now_ms;
+        c->restart_now = false;
+        break;
+    default:
+        c->restart_now = false;
+        break;
+    }
 }
 
 static bool feeds_over(const struct relay_conn *c)
@@ -600,7 +677,7 @@ void relay_start(struct relay *r, uint64_t now_ms)
 {
     for (size_t i = 0; i < r->n_brokers; i++)
         for (uint32_t j = 0; j < r->brokers[i].n_conns; j++)
-            conn_connect(&r->brokers[i].conns[j], now_ms);
+            relay_conn_connect(&r->brokers[i].conns[j], now_ms);
     relay_flush(r, now_ms);
 }
 
@@ -770,6 +847,13 @@ void relay_core_on_close(struct relay_conn *c, const char *why, uint64_t now_ms)
         c->reconnects++;
     if (r->stopping) {
         c->st = RELAY_CONN_IDLE;
+    } else if (c->restart_now) {
+        relay_log(r->log, RELAY_LOG_INFO, c->who, "reconnecting with the new settings");
+        c->restart_now = false;
+        c->backoff_ms = c->b->cfg->reconnect_min_ms;
+        c->up_since = 0;
+        c->st = RELAY_CONN_WAIT;
+        c->retry_at = now_ms;
     } else if (c->s.bridge_refused && c->s.why[0] && strstr(c->s.why, "bridge")) {
         /* not a failure: connect again at once, without the bridge bit */
         relay_log(r->log, RELAY_LOG_INFO, c->who, "%s", c->s.why);
@@ -793,7 +877,7 @@ void relay_core_tick(void *core, uint64_t now_ms)
             struct relay_conn *c = &r->brokers[i].conns[j];
 
             if (c->st == RELAY_CONN_WAIT && now_ms >= c->retry_at && !r->stopping) {
-                conn_connect(c, now_ms);
+                relay_conn_connect(c, now_ms);
             } else if (c->st == RELAY_CONN_OPEN) {
                 if (relay_session_tick(&c->s, now_ms) < 0)
                     conn_close(c); /* on_close logs s.why */

@@ -426,6 +426,12 @@ void relay_session_cleanup(struct relay_session *s);
 /* The subscriptions to make after each CONNACK (kept by pointer). */
 void relay_session_set_subs(struct relay_session *s, const struct relay_sub *subs, size_t n);
 
+/* The subscriptions changed (reload): subs is the new list (kept by pointer); fresh[i] says
+ * subs[i] is new or changed and is subscribed now; gone are filters to unsubscribe now. On a
+ * link that is not up yet the next CONNACK subscribes the whole new list. 0 or -ENOMEM. */
+int relay_session_change_subs(struct relay_session *s, const struct relay_sub *subs, size_t n,
+                              const bool *fresh, const char *const *gone, size_t n_gone);
+
 /* Link events. open queues CONNECT. feed: <0 = close the link now (a DISCONNECT with the reason
  * code may have been queued: see relay_session_closing()). closed: the link is gone; in-flight
  * messages go back to the head of the queue to be resent with DUP, held incoming messages are
@@ -556,6 +562,7 @@ struct relay_route {
     size_t match_len;
     struct relay_broker *from, *to;
     bool props_lost_logged;         /* 5.0 properties lost toward a 3.x destination: said once */
+    uint32_t sub_id;                /* MQTT 5 Subscription Identifier: stable across reloads */
     /* counters */
     uint64_t received, forwarded;
     uint64_t dropped[RELAY_DROP__COUNT];
@@ -585,6 +592,7 @@ struct relay_conn {
     bool write_asked;
     bool dirty;
     bool close_asked;
+    bool restart_now;               /* reconnect at once when the link closes (reload) */
     /* counters */
     uint64_t reconnects, bytes_sent, bytes_received;
 };
@@ -613,6 +621,8 @@ struct relay {
     size_t n_brokers;
     struct relay_route *routes;
     size_t n_routes;
+    struct relay_route **by_sub_id; /* Subscription Identifier -> route (NULL = none) */
+    uint32_t n_by_sub_id, next_sub_id;
     uint8_t *scratch;               /* topic + properties of the message being built */
     size_t scratch_cap;
     struct relay_conn **dirty;      /* connections to sync with the transport */
@@ -649,12 +659,39 @@ void relay_mark(struct relay_conn *c);
  * messages queued that will report back (relay_session_hooks.publish's contract). */
 int relay_route_forward(struct relay *r, struct relay_conn *src, const struct mqc_publish *p,
                         struct relay_in_ref ref, uint64_t now_ms);
+/* relay.c, shared with reload.c: a connection's session settings and subscriptions from its
+ * broker's configuration and routes; its setup; starting a connect; the routes' indexes
+ * (from, feeds, by_sub_id). */
+void relay_conn_fill_scfg(struct relay_conn *c);
+int relay_conn_subs(const struct relay_conn *c, struct relay_sub **out, size_t *n_out);
+int relay_conn_init(struct relay *r, struct relay_broker *b, uint32_t idx);
+void relay_conn_connect(struct relay_conn *c, uint64_t now_ms);
+int relay_link_routes(struct relay *r);
+int relay_broker_open_spool(struct relay *r, struct relay_broker *b, char *err, size_t errlen);
+/* Closes c's link to reconnect at once (new settings): DISCONNECT first when it is up. */
+void relay_conn_restart(struct relay_conn *c, uint64_t now_ms);
+
 /* relay.c: re-reads whether b's spool is full; pauses / resumes its sources on a change. */
 void relay_spool_check(struct relay_broker *b);
 
-/* Initialises / releases the runtime part of each route. */
-int relay_routes_init(struct relay *r, char *err, size_t errlen);
-void relay_routes_cleanup(struct relay *r);
+/* Builds the runtime routes of cfg over brokers (indexed like cfg->brokers): 0, -EINVAL with
+ * err (a template), -ENOMEM. Sub ids are left 0 for the caller to assign. */
+int relay_routes_build(struct relay *r, struct relay_broker *brokers,
+                       const struct relay_config *cfg, struct relay_route **out, size_t *n_out,
+                       char *err, size_t errlen);
+void relay_routes_free(struct relay_route *routes, size_t n);
+/* Sizes r's scratch buffer for cfg's largest packet. */
+int relay_scratch_init(struct relay *r, const struct relay_config *cfg);
+
+/* Applies a new configuration (SIGHUP). Routes are compared by what they do: unchanged ones
+ * keep their counters and subscriptions; removed ones are unsubscribed, new ones subscribed on
+ * the live connections; brokers whose connection settings changed reconnect with the new ones
+ * (their queued messages kept); new brokers connect. A change that needs a restart (a broker
+ * removed, its version, connections, receive_maximum or spool changed, relay.id or metrics
+ * changed) is refused: -EINVAL with err, nothing changed. On 0, r uses ncfg (the caller frees
+ * the old configuration after the call, and keeps ncfg alive). */
+int relay_reload(struct relay *r, const struct relay_config *ncfg, uint64_t now_ms, char *err,
+                 size_t errlen);
 
 /* metrics.c: the Prometheus text of /metrics into a malloc'ed buffer. */
 int relay_metrics_render(const struct relay *r, char **body, size_t *len);

@@ -13,58 +13,74 @@
 #define RELAY_PATH_LEN 10u
 #define TOPIC_MAX 65535u
 
-int relay_routes_init(struct relay *r, char *err, size_t errlen)
+int relay_routes_build(struct relay *r, struct relay_broker *brokers,
+                       const struct relay_config *cfg, struct relay_route **out, size_t *n_out,
+                       char *err, size_t errlen)
 {
-    const struct relay_config *cfg = r->cfg;
-    size_t max_packet = 0;
+    struct relay_route *routes = calloc(cfg->n_routes ? cfg->n_routes : 1, sizeof(*routes));
 
-    r->routes = calloc(cfg->n_routes ? cfg->n_routes : 1, sizeof(*r->routes));
-    if (!r->routes)
+    *out = NULL;
+    *n_out = 0;
+    if (!routes)
         return -ENOMEM;
-    r->n_routes = cfg->n_routes;
     for (size_t i = 0; i < cfg->n_routes; i++) {
-        struct relay_route *rt = &r->routes[i];
+        struct relay_route *rt = &routes[i];
         const struct relay_route_config *rc = &cfg->routes[i];
         char sub[TOPIC_MAX + 1];
-        int n;
 
         rt->cfg = rc;
         rt->r = r;
         rt->index = (uint32_t)i;
-        rt->from = &r->brokers[rc->from];
-        rt->to = &r->brokers[rc->to];
+        rt->from = &brokers[rc->from];
+        rt->to = &brokers[rc->to];
         rt->match = rc->filter;
         rt->match_len = strlen(rc->filter);
-        if (relay_tpl_compile(&rt->tpl, rc->topic, rc->filter, err, errlen) != 0)
-            return -EINVAL;
-        n = relay_route_subscription(rc, sub, sizeof(sub));
-        if (n < 0) {
-            snprintf(err, errlen, "route \"%s\": subscription too long", rc->name);
+        if (relay_tpl_compile(&rt->tpl, rc->topic, rc->filter, err, errlen) != 0) {
+            relay_routes_free(routes, i + 1);
             return -EINVAL;
         }
-        if (!(rt->sub_filter = strdup(sub)))
+        if (relay_route_subscription(rc, sub, sizeof(sub)) < 0) {
+            snprintf(err, errlen, "route \"%s\": subscription too long", rc->name);
+            relay_routes_free(routes, i + 1);
+            return -EINVAL;
+        }
+        if (!(rt->sub_filter = strdup(sub))) {
+            relay_routes_free(routes, i + 1);
             return -ENOMEM;
+        }
     }
+    *out = routes;
+    *n_out = cfg->n_routes;
+    return 0;
+}
+
+void relay_routes_free(struct relay_route *routes, size_t n)
+{
+    for (size_t i = 0; routes && i < n; i++) {
+        relay_tpl_cleanup(&routes[i].tpl);
+        free(routes[i].sub_filter);
+    }
+    free(routes);
+}
+
+int relay_scratch_init(struct relay *r, const struct relay_config *cfg)
+{
+    size_t max_packet = 0, cap;
+    uint8_t *p;
+
     for (size_t i = 0; i < cfg->n_brokers; i++)
         if (cfg->brokers[i].max_packet_size > max_packet)
             max_packet = cfg->brokers[i].max_packet_size;
     /* [topic][relay-path value][properties]: what one message needs while it is built */
-    r->scratch_cap = 2u * (TOPIC_MAX + 1u) + 128u + max_packet;
-    r->scratch = malloc(r->scratch_cap);
-    return r->scratch ? 0 : -ENOMEM;
-}
-
-void relay_routes_cleanup(struct relay *r)
-{
-    for (size_t i = 0; i < r->n_routes; i++) {
-        relay_tpl_cleanup(&r->routes[i].tpl);
-        free(r->routes[i].sub_filter);
-    }
-    free(r->routes);
-    free(r->scratch);
-    r->routes = NULL;
-    r->scratch = NULL;
-    r->n_routes = 0;
+    cap = 2u * (TOPIC_MAX + 1u) + 128u + max_packet;
+    if (cap <= r->scratch_cap)
+        return 0;
+    p = realloc(r->scratch, cap);
+    if (!p)
+        return -ENOMEM;
+    r->scratch = p;
+    r->scratch_cap = cap;
+    return 0;
 }
 
 /* ---- the loop guard ---------------------------------------------------------------------- */
@@ -337,10 +353,14 @@ int relay_route_forward(struct relay *r, struct relay_conn *src, const struct mq
             struct relay_route *rt;
             int n;
 
-            if (prop.id != MQC_PROP_SUBSCRIPTION_ID || prop.num == 0 || prop.num > r->n_routes)
+            if (prop.id != MQC_PROP_SUBSCRIPTION_ID || prop.num >= r->n_by_sub_id)
                 continue;
-            rt = &r->routes[prop.num - 1];
-            if (rt->from != b)
+            rt = r->by_sub_id[prop.num];
+            /* an identifier left in the broker's session by an earlier configuration may now
+             * name no route or another one: only a route whose filter matches takes it */
+            if (!rt || rt->from != b ||
+                !mqc_topic_match((const uint8_t *)rt->match, rt->match_len, p->topic.p,
+                                 p->topic.len))
                 continue;
             by_id = true;
             rt->received++;

@@ -1,6 +1,7 @@
 /* test_relay.c: the core end to end, over the in-memory transport: acknowledgements tied to
  * destinations, queues while a destination is down, pools, the loop guard, backpressure,
  * redelivery after a source reconnect, shutdown. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -444,6 +445,146 @@ static void reconnect_backs_off(void **st)
     env_free(e);
 }
 
+static struct relay_config *load_cfg(const char *conf)
+{
+    struct relay_config *c = calloc(1, sizeof(*c));
+    char path[64], err[512];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/tmp/test_relay_reload_%d.conf", (int)getpid());
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(conf, f);
+    fclose(f);
+    if (relay_config_load(path, c, err, sizeof(err)) != 0)
+        fail_msg("config: %s", err);
+    unlink(path);
+    return c;
+}
+
+static void reload_changes_routes_on_live_links(void **st)
+{
+    struct env *e = env_new(TWO_BROKERS("", "{ name = \"keep\"; from = \"a\"; to = \"b\"; "
+                                            "filter = \"k/#\"; }, { name = \"old\"; from = "
+                                            "\"a\"; to = \"b\"; filter = \"o/#\"; }"));
+    struct relay_conn *a = conn(e, 0, 0), *b = conn(e, 1, 0);
+    struct mqc_packet pk[16];
+    char err[256];
+
+    (void)st;
+    fake_open(&e->io, a, false);
+    fake_open(&e->io, b, false);
+    publish(e, a, "k/1", 1, 1, NULL, 0);
+    publish(e, a, "o/1", 1, 2, NULL, 0); /* still in flight to b across the reload */
+    assert_int_equal(fake_tx(&e->io, b, pk, 16), 2);
+    uint16_t p1 = pk[0].u.publish.packet_id, p2 = pk[1].u.publish.packet_id;
+    struct relay_config *n = load_cfg(
+        TWO_BROKERS("", "{ name = \"keep\"; from = \"a\"; to = \"b\"; filter = \"k/#\"; }, "
+                        "{ name = \"new\"; from = \"a\"; to = \"b\"; filter = \"n/#\"; "
+                        "topic = \"N/${#}\"; }"));
+    assert_int_equal(relay_reload(e->r, n, e->io.now, err, sizeof(err)), 0);
+    /* the same links: no reconnect; one SUBSCRIBE (n/#) and one UNSUBSCRIBE (o/#) */
+    assert_int_equal(fake_link(&e->io, a)->connects, 1);
+    assert_int_equal(fake_link(&e->io, b)->connects, 1);
+    int np = fake_tx(&e->io, a, pk, 16), subs = 0, unsubs = 0;
+    for (int i = 0; i < np; i++) {
+        if (pk[i].type == MQC_SUBSCRIBE) {
+            struct mqc_sub sb;
+            size_t off = 0;
+
+            assert_int_equal(mqc_subscribe_next(&pk[i].u.subscribe, MQC_V5, &off, &sb), MQC_OK);
+            assert_memory_equal(sb.filter.p, "n/#", 3);
+            subs++;
+            struct mqc_packet sa = {.type = MQC_SUBACK};
+            uint8_t code = 1;
+            sa.u.suback.packet_id = pk[i].u.subscribe.packet_id;
+            sa.u.suback.codes = (struct mqc_bytes){&code, 1};
+            assert_int_equal(fake_rx(&e->io, a, &sa), 0);
+        } else if (pk[i].type == MQC_UNSUBSCRIBE) {
+            struct mqc_bytes fl;
+            size_t off = 0;
+
+            assert_int_equal(mqc_unsubscribe_next(&pk[i].u.unsubscribe, &off, &fl), MQC_OK);
+            assert_memory_equal(fl.p, "o/#", 3);
+            unsubs++;
+            struct mqc_packet ua = {.type = MQC_UNSUBACK};
+            uint8_t code = 0;
+            ua.u.suback.packet_id = pk[i].u.unsubscribe.packet_id;
+            ua.u.suback.codes = (struct mqc_bytes){&code, 1};
+            assert_int_equal(fake_rx(&e->io, a, &ua), 0);
+        }
+    }
+    assert_int_equal(subs, 1);
+    assert_int_equal(unsubs, 1);
+    /* the kept route kept its counters; messages in flight on the removed one still complete */
+    assert_int_equal(e->r->n_routes, 2);
+    assert_string_equal(e->r->routes[0].cfg->name, "keep");
+    assert_int_equal(e->r->routes[0].received, 1);
+    ack(e, b, MQC_PUBACK, p1);
+    ack(e, b, MQC_PUBACK, p2);
+    assert_int_equal(fake_tx(&e->io, a, pk, 16), 2);
+    assert_int_equal(e->r->routes[0].forwarded, 1);
+    /* the new route forwards with its template */
+    publish(e, a, "n/x", 0, 0, NULL, 0);
+    assert_int_equal(fake_tx(&e->io, b, pk, 16), 1);
+    assert_memory_equal(pk[0].u.publish.topic.p, "N/x", 3);
+    relay_config_cleanup(&e->cfg); /* env_free frees e->cfg: swap the new one in */
+    e->cfg = *n;
+    free(n);
+    e->r->cfg = &e->cfg;
+    env_free(e);
+}
+
+static void reload_refuses_what_needs_a_restart(void **st)
+{
+    struct env *e = env_new(TWO_BROKERS("", "{ from = \"a\"; to = \"b\"; filter = \"k/#\"; }"));
+    struct relay_config *n = load_cfg(
+        TWO_BROKERS("connections = 2;", "{ from = \"a\"; to = \"b\"; filter = \"k/#\"; }"));
+    char err[256];
+
+    (void)st;
+    assert_int_equal(relay_reload(e->r, n, e->io.now, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "broker \"b\": connections changed"));
+    assert_ptr_equal(e->r->cfg, &e->cfg); /* nothing changed */
+    relay_config_cleanup(n);
+    free(n);
+    env_free(e);
+}
+
+static void reload_reconnects_changed_broker(void **st)
+{
+    struct env *e = env_new(TWO_BROKERS("", "{ from = \"a\"; to = \"b\"; filter = \"k/#\"; }"));
+    struct relay_conn *a = conn(e, 0, 0), *b = conn(e, 1, 0);
+    char err[256];
+
+    (void)st;
+    fake_open(&e->io, a, false);
+    fake_open(&e->io, b, false);
+    struct relay_config *n = load_cfg(TWO_BROKERS(
+        "username = \"u2\";", "{ from = \"a\"; to = \"b\"; filter = \"k/#\"; }"));
+    assert_int_equal(relay_reload(e->r, n, e->io.now, err, sizeof(err)), 0);
+    struct mqc_packet pk[4];
+    /* b says DISCONNECT and reconnects at once with the new user name; a is untouched */
+    assert_int_equal(fake_tx(&e->io, b, pk, 4), 1);
+    assert_int_equal(pk[0].type, MQC_DISCONNECT);
+    relay_flush(e->r, e->io.now);
+    assert_true(fake_link(&e->io, b)->close_asked);
+    fake_drop(&e->io, b, "closed by relay");
+    relay_core_tick(e->r, e->io.now);
+    assert_int_equal(fake_link(&e->io, b)->connects, 2);
+    assert_int_equal(fake_link(&e->io, a)->connects, 1);
+    fake_link(&e->io, b)->connecting = true;
+    relay_core_on_open(b, e->io.now);
+    assert_int_equal(fake_tx(&e->io, b, pk, 4), 1);
+    assert_int_equal(pk[0].type, MQC_CONNECT);
+    assert_memory_equal(pk[0].u.connect.username.p, "u2", 2);
+    relay_config_cleanup(&e->cfg);
+    e->cfg = *n;
+    free(n);
+    e->r->cfg = &e->cfg;
+    env_free(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -458,6 +599,9 @@ int main(void)
         cmocka_unit_test(full_destination_pauses_source),
         cmocka_unit_test(shutdown_waits_then_disconnects),
         cmocka_unit_test(reconnect_backs_off),
+        cmocka_unit_test(reload_changes_routes_on_live_links),
+        cmocka_unit_test(reload_refuses_what_needs_a_restart),
+        cmocka_unit_test(reload_reconnects_changed_broker),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
