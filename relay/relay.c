@@ -100,6 +100,7 @@ static void hook_up(struct relay_session *s, bool session_present, uint64_t now_
 
     c->up_since = now_ms;
     c->failures = 0;
+    c->probe_at = c->url_idx ? now_ms + c->b->cfg->reconnect_max_ms : 0;
     relay_log(r->log, RELAY_LOG_INFO, c->who, "connected to %s (MQTT %s%s, session %s)",
               c->b->cfg->urls[c->url_idx].text, version_text(c->b->cfg->version),
               c->scfg.try_bridge && !s->bridge_refused ? ", bridge" : "",
@@ -494,6 +495,7 @@ void relay_free(struct relay *r)
             relay_session_cleanup(&b->conns[j].s);
             free(b->conns[j].subs);
             free(b->conns[j].client_id);
+            free(b->conns[j].probe);
         }
         free(b->conns);
         free(b->from);
@@ -566,9 +568,57 @@ static void conn_close(struct relay_conn *c)
     c->r->io->close(c->r->io->ctx, c);
 }
 
-void relay_conn_restart(struct relay_conn *c, uint64_t now_ms)
+/* ---- failover back to the first URL ----------------------------------------------------- */
+
+/* While c runs on a fallback URL, a probe connects to the first one every reconnect.max ms;
+ * once it opens (TCP, TLS, WebSocket all fine), c moves back. The probe never speaks MQTT: a
+ * second session with the same client id would take the first one over. */
+static void probe_start(struct relay_conn *c, uint64_t now_ms)
+{
+    const struct relay_broker_config *bc = c->b->cfg;
+    struct relay_conn *p = c->probe;
+    struct relay_endpoint ep = {
+        .url = &bc->urls[0], .tls = &bc->tls, .version = bc->version, .who = NULL};
+
+    c->probe_at = now_ms + bc->reconnect_max_ms;
+    if (!p) {
+        p = c->probe = calloc(1, sizeof(*p));
+        if (!p)
+            return;
+        p->r = c->r;
+        p->b = c->b;
+        p->idx = c->idx;
+        p->is_probe = true;
+        p->owner = c;
+    }
+    if (p->st != RELAY_CONN_IDLE)
+        return;
+    snprintf(p->who, sizeof(p->who), "%.80s probe", c->who);
+    ep.who = p->who;
+    p->st = RELAY_CONN_CONNECTING;
+    p->close_asked = false;
+    if (c->r->io->connect(c->r->io->ctx, p, &ep) != 0)
+        p->st = RELAY_CONN_IDLE;
+}
+
+static void probe_opened(struct relay_conn *p, uint64_t now_ms)
+{
+    struct relay_conn *c = p->owner;
+
+    p->st = RELAY_CONN_OPEN;
+    p->close_asked = true;
+    c->r->io->close(c->r->io->ctx, p);
+    if (c->url_idx == 0 || c->r->stopping)
+        return;
+    relay_log(c->r->log, RELAY_LOG_INFO, c->who, "%s answers again: moving back to it",
+              c->b->cfg->urls[0].text);
+    relay_conn_restart(c, "back to the first URL", now_ms);
+}
+
+void relay_conn_restart(struct relay_conn *c, const char *why, uint64_t now_ms)
 {
     c->restart_now = true;
+    c->restart_why = why;
     c->url_idx = 0;
     switch (c->st) {
     case RELAY_CONN_OPEN:
@@ -659,7 +709,8 @@ void relay_flush(struct relay *r, uint64_t now_ms)
             if (c->st == RELAY_CONN_WAIT)
                 next = earliest(next, c->retry_at);
             else if (c->st == RELAY_CONN_OPEN)
-                next = earliest(next, relay_session_deadline(&c->s));
+                next = earliest(next, earliest(relay_session_deadline(&c->s),
+                                               c->url_idx ? c->probe_at : 0));
         }
     }
     for (size_t i = 0; i < r->n_brokers; i++)
@@ -696,6 +747,10 @@ void relay_stop(struct relay *r, uint64_t now_ms)
             struct relay_conn *c = &r->brokers[i].conns[j];
 
             inflight += relay_session_unacked(&c->s);
+            if (c->probe && c->probe->st == RELAY_CONN_CONNECTING && !c->probe->close_asked) {
+                c->probe->close_asked = true;
+                r->io->close(r->io->ctx, c->probe);
+            }
             if (c->st == RELAY_CONN_WAIT || c->st == RELAY_CONN_IDLE)
                 c->st = RELAY_CONN_IDLE;
             else if (c->st == RELAY_CONN_CONNECTING)
@@ -784,6 +839,11 @@ const char *relay_conn_who(const struct relay_conn *c)
 
 void relay_core_on_open(struct relay_conn *c, uint64_t now_ms)
 {
+    if (c->is_probe) {
+        probe_opened(c, now_ms);
+        relay_flush(c->r, now_ms);
+        return;
+    }
     c->st = RELAY_CONN_OPEN;
     if (relay_session_open(&c->s, now_ms) != 0) {
         conn_close(c);
@@ -799,6 +859,9 @@ int relay_core_on_rx(struct relay_conn *c, const uint8_t *in, size_t n, uint64_t
 {
     int rc;
 
+    if (c->is_probe)
+        return -1; /* a probe reads nothing */
+
     c->bytes_received += n;
     rc = relay_session_feed(&c->s, in, n, now_ms);
     relay_mark(c);
@@ -813,6 +876,9 @@ int relay_core_on_rx(struct relay_conn *c, const uint8_t *in, size_t n, uint64_t
 int relay_core_on_writeable(struct relay_conn *c, uint8_t *out, size_t cap, size_t *len,
                             uint64_t now_ms)
 {
+    *len = 0;
+    if (c->is_probe)
+        return 0;
     c->write_asked = false;
     relay_session_next_tx(&c->s, out, cap, len, now_ms);
     c->bytes_sent += *len;
@@ -832,6 +898,16 @@ void relay_core_on_close(struct relay_conn *c, const char *why, uint64_t now_ms)
     char text[256];
     bool was_open = c->st == RELAY_CONN_OPEN;
 
+    if (c->is_probe) {
+        if (c->st == RELAY_CONN_CONNECTING)
+            relay_log(r->log, RELAY_LOG_DEBUG, c->who, "%s: still unreachable (%s)",
+                      c->b->cfg->urls[0].text, why ? why : "closed");
+        c->st = RELAY_CONN_IDLE;
+        c->link = NULL;
+        c->close_asked = false;
+        relay_flush(r, now_ms);
+        return;
+    }
     if (c->s.why[0])
         snprintf(text, sizeof(text), "%s", c->s.why);
     else if (was_open && c->up_since)
@@ -848,7 +924,7 @@ void relay_core_on_close(struct relay_conn *c, const char *why, uint64_t now_ms)
     if (r->stopping) {
         c->st = RELAY_CONN_IDLE;
     } else if (c->restart_now) {
-        relay_log(r->log, RELAY_LOG_INFO, c->who, "reconnecting with the new settings");
+        relay_log(r->log, RELAY_LOG_INFO, c->who, "reconnecting: %s", c->restart_why);
         c->restart_now = false;
         c->backoff_ms = c->b->cfg->reconnect_min_ms;
         c->up_since = 0;
@@ -881,6 +957,8 @@ void relay_core_tick(void *core, uint64_t now_ms)
             } else if (c->st == RELAY_CONN_OPEN) {
                 if (relay_session_tick(&c->s, now_ms) < 0)
                     conn_close(c); /* on_close logs s.why */
+                else if (c->probe_at && c->url_idx && now_ms >= c->probe_at && !r->stopping)
+                    probe_start(c, now_ms);
                 relay_mark(c);
             }
         }

@@ -593,6 +593,12 @@ struct relay_conn {
     bool dirty;
     bool close_asked;
     bool restart_now;               /* reconnect at once when the link closes (reload) */
+    const char *restart_why;        /* a static text for the log */
+    /* failover: while up on a fallback URL, a probe connection tries the first one */
+    bool is_probe;                  /* this is such a probe (no session, never up) */
+    struct relay_conn *owner;       /* the probe's connection */
+    struct relay_conn *probe;       /* this connection's probe, allocated when first needed */
+    uint64_t probe_at;              /* next probe, 0 = none */
     /* counters */
     uint64_t reconnects, bytes_sent, bytes_received;
 };
@@ -668,8 +674,8 @@ int relay_conn_init(struct relay *r, struct relay_broker *b, uint32_t idx);
 void relay_conn_connect(struct relay_conn *c, uint64_t now_ms);
 int relay_link_routes(struct relay *r);
 int relay_broker_open_spool(struct relay *r, struct relay_broker *b, char *err, size_t errlen);
-/* Closes c's link to reconnect at once (new settings): DISCONNECT first when it is up. */
-void relay_conn_restart(struct relay_conn *c, uint64_t now_ms);
+/* Closes c's link to reconnect at once (why: logged then): DISCONNECT first when it is up. */
+void relay_conn_restart(struct relay_conn *c, const char *why, uint64_t now_ms);
 
 /* relay.c: re-reads whether b's spool is full; pauses / resumes its sources on a change. */
 void relay_spool_check(struct relay_broker *b);

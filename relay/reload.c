@@ -312,7 +312,7 @@ int relay_reload(struct relay *r, const struct relay_config *ncfg, uint64_t now_
             if (resubscribe(c) != 0)
                 goto late_nomem;
             if (restart[i]) {
-                relay_conn_restart(c, now_ms);
+                relay_conn_restart(c, "new settings", now_ms);
                 reconnecting++;
             }
         }
