@@ -845,6 +845,16 @@ void relay_core_on_open(struct relay_conn *c, uint64_t now_ms)
         return;
     }
     c->st = RELAY_CONN_OPEN;
+    {
+        const struct relay_broker_config *bc = c->b->cfg;
+        enum relay_scheme sch = bc->urls[c->url_idx].scheme;
+
+        if ((sch == RELAY_MQTTS || sch == RELAY_WSS) && bc->has_tls && !bc->tls.verify)
+            relay_log(c->r->log, RELAY_LOG_WARN, c->who,
+                      "TLS without verification (tls.verify = false): %s is not checked to be "
+                      "who it says it is",
+                      bc->urls[c->url_idx].text);
+    }
     if (relay_session_open(&c->s, now_ms) != 0) {
         conn_close(c);
     } else {
