@@ -750,6 +750,7 @@ def callgrind_functions(path, inclusive):
         name = re.sub(r"'\d+", "", name)  # recursion levels
         name = re.sub(r"^\?\?\?:", "", name)
         name = re.sub(r"^\S*/", "", name)  # source paths
+        name = re.sub(r"\[(?:[^\]]*/)?([^/\]]+)\]$", r"[\1]", name)  # object: base name
         funcs[name] = funcs.get(name, 0) + int(m.group(1).replace(",", ""))
     return funcs
 
@@ -805,8 +806,14 @@ def section_profile(b, args, out, results):
             out("|---|---|---|")
             q1 = dict(per_fn[(1, incl)])
             q0 = dict(per_fn[(0, incl)])
-            names = [k for k, v in per_fn[(1, incl)] if v >= 2][: args.top]
-            names += [k for k, v in per_fn[(0, incl)] if v >= 2 and k not in names][:5]
+            # the frames every message passes through on its way down from main() say nothing
+            skip = re.compile(r"ld-linux|below main|libc-start|libc_start_call_main|^main |"
+                              r"relay_transport_service|lws_service|_lws_plat_service")
+            names = [k for k, v in per_fn[(1, incl)]
+                     if v >= 2 and not (incl and (skip.search(k) or k.startswith("0x")))]
+            names = names[: args.top]
+            names += [k for k, v in per_fn[(0, incl)] if v >= 2 and k not in names
+                      and not (incl and (skip.search(k) or k.startswith("0x")))][:5]
             for k in names:
                 out(f"| `{k[:90]}` | {q0.get(k, 0):.0f} | {q1.get(k, 0):.0f} |")
             out()
