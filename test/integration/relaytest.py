@@ -901,3 +901,52 @@ def main(run, doc=None, needs_relay=True):
             shutil.rmtree(tmp, ignore_errors=True)
     sys.stdout.flush()
     sys.exit(status)
+
+
+# ----------------------------------------------------------------------------------------------
+# ---- additions for the spool and operability tests (issues 5 and 6): HTTP and /metrics ----
+
+
+def http_get(port, path, method="GET", timeout=5):
+    """(status, content type, body text) of one HTTP request to 127.0.0.1:port."""
+    import http.client
+
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.request(method, path)
+        r = c.getresponse()
+        return r.status, r.getheader("Content-Type") or "", r.read().decode("utf-8", "replace")
+    finally:
+        c.close()
+
+
+def parse_metrics(text):
+    """Prometheus text as {(name, frozenset((label, value), ...)): float}."""
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r"^([A-Za-z_:][\w:]*)(?:\{(.*)\})? (\S+)$", line)
+        if not m:
+            continue
+        labels = frozenset(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+        out[(m.group(1), labels)] = float(m.group(3))
+    return out
+
+
+def get_metrics(port):
+    """The relay's GET /metrics, parsed (parse_metrics)."""
+    status, _, body = http_get(port, "/metrics")
+    if status != 200:
+        raise Failure("GET /metrics answered %d" % status)
+    return parse_metrics(body)
+
+
+def metric(ms, name, **labels):
+    """The sum of the samples of name whose labels include labels (0 when none)."""
+    want = set(labels.items())
+    return sum(v for (n, ls), v in ms.items() if n == name and want <= set(ls))
+
+
+def has_metric(ms, name, **labels):
+    want = set(labels.items())
+    return any(n == name and want <= set(ls) for (n, ls) in ms)
+# ---- end of additions for issues 5 and 6 ----
