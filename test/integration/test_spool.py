@@ -43,6 +43,16 @@ stopped, so dst queues for it whatever the relay delivers, whenever dst comes ba
     +i, when available), a directory another relay holds: the relay refuses to start with exit
     status 2 and a line naming the directory and the reason, and never connects to src (so it
     acknowledges nothing).
+
+(6) dst SIGSTOPped in the middle of 5,000 messages (its socket open, nothing answered): src's
+    log shows every message acknowledged by the relay while dst is stopped; after SIGCONT all
+    arrive, first arrivals in order per topic.
+
+(7) The spool directory made immutable (chattr +i) while the relay runs and dst is down: the
+    error creating the next segment is logged, nothing is acknowledged that is not in the
+    journal, and after chattr -i the rest is spooled and acknowledged, then delivered.
+
+SPOOL_TEST_ONLY=unusable,truncated,stopped,immutable,full,disk_full,100k runs only those.
 """
 import os
 import random
@@ -606,6 +616,116 @@ def scenario_disk_full(t):
         subprocess.run(["umount", "-l", mnt], capture_output=True)
 
 
+def scenario_stopped(t):
+    n = 5000
+    t.section("(6) dst SIGSTOPped in the middle of %d QoS 1 messages: the spool keeps "
+              "acknowledging" % n)
+    src = t.broker("src6")
+    dst = t.broker("dst6", log_all=False)
+    mport = rt.free_port()
+    relay = start_spooled_relay(t, "relay6", src, dst, "spool", 64 << 20, "st/#", mport)
+    relay.wait_ready({"src": src, "dst": dst})
+    sub = t.client(dst, "5").subscribe("st/#", 1)
+    slog = SourceLog(src, relay.client_ids("src")[0])
+    pub = t.client(src, "5")
+    for i in range(1000):
+        pub.publish("st/%d" % (i % 10), pad(b"st:%d;" % i, 200), 1)
+    pub.wait_published(60)
+    ok = rt.wait_until(lambda: len(set(numbers_of(sub.received(), b"st:"))) >= 1000, 60, 0.1)
+    t.check(ok, "the first 1000 arrive while dst runs")
+    dst.pause()
+    for i in range(1000, n):
+        pub.publish("st/%d" % (i % 10), pad(b"st:%d;" % i, 200), 1)
+    pub.wait_published(60)
+    ok = rt.wait_until(lambda: relay.check_alive() or (slog.poll().first_sends >= n
+                                                       and not slog.outstanding), 120, 0.2)
+    sm = spool_metrics(mport)
+    t.check(ok, "dst stopped: src's log shows all %d sent to the relay and acknowledged (%s); "
+            "the spool holds %d" % (n, slog.summary(), sm["messages"]))
+    t.check(sm["messages"] >= n - 1000 - 200, "mqtt_relay_spool_messages %d: what dst has not "
+            "acknowledged" % sm["messages"])
+    dst.resume()
+    t.note("SIGCONT dst")
+    ok = rt.wait_until(lambda: set(numbers_of(sub.received(), b"st:")) >= set(range(n))
+                       or not relay.running(), 180, 0.2)
+    relay.check_alive()
+    got = numbers_of(sub.received(), b"st:")
+    t.check(ok, "all %d arrive (%d duplicates)" % (n, len(got) - len(set(got))),
+            "missing %d, e.g. %s" % (len(set(range(n)) - set(got)),
+                                     sorted(set(range(n)) - set(got))[:20]))
+    bad = []
+    for k in range(10):
+        firsts = rt.first_occurrence_order([m for m in sub.received()
+                                            if m.topic == b"st/%d" % k])
+        nums = numbers_of([rt.Msg(b"", p, 1, False, {}, False) for p in firsts], b"st:")
+        if nums != sorted(nums):
+            bad.append("st/%d" % k)
+    t.check(not bad, "per topic, first arrivals in publish order", repr(bad))
+    t.say("   duplicates (6) dst SIGSTOP: %d" % (len(got) - len(set(got))))
+    relay.stop()
+    sub.stop()
+    pub.stop()
+
+
+def scenario_immutable_at_run_time(t):
+    n = 150
+    t.section("(7) the spool directory made immutable (chattr +i) while the relay runs")
+    src = t.broker("src7")
+    dst, sub = prepared_destination(t, "dst7", "im/#")
+    mport = rt.free_port()
+    # max_size 1 MiB (the least): segments of 128 KiB, a new file every ~32 messages of 4 KB,
+    # and 150 of them (600 KB) do not fill it
+    relay = start_spooled_relay(t, "relay7", src, dst, "spool", 1 << 20, "im/#", mport)
+    cid = relay.client_ids("src")[0]
+    wait_subscribed(t, relay, src, cid, "im/#")
+    sdir = os.path.join(relay.dir, "spool")
+    slog = SourceLog(src, cid)
+    pub = t.client(src, "5")
+    first = 40
+    for i in range(first):
+        pub.publish("im/%d" % i, pad(b"im:%d;" % i, 4000), 1)
+    pub.wait_published(60)
+    ok = rt.wait_until(lambda: relay.check_alive() or (slog.poll().acks >= first
+                                                       and not slog.outstanding), 60, 0.1)
+    t.check(ok, "the first %d are spooled and acknowledged (%s)" % (first, slog.summary()))
+    p = subprocess.run(["chattr", "+i", sdir], capture_output=True)
+    if p.returncode != 0:
+        t.note("SKIPPED: no chattr +i here (%s)" % p.stderr.decode().strip())
+        relay.stop()
+        return
+    try:
+        for i in range(first, n):
+            pub.publish("im/%d" % i, pad(b"im:%d;" % i, 4000), 1)
+        pub.wait_published(60)
+        held_back(t, relay, slog, mport, n, "immutable directory")
+        jn = journal_numbers(sdir, b"im:")
+        acked = {int(tp.split(b"/")[1]) for tp in slog.acked_topics}
+        t.check(acked <= set(jn), "every number the relay acknowledged is in the journal (%d "
+                "acked, %d records)" % (len(acked), len(jn)),
+                "acknowledged, not in the journal: %s" % sorted(acked - set(jn))[:10])
+        errs = [l for l in relay.log_lines() if " ERROR " in l and "spool" in l]
+        t.check(any("Operation not permitted" in l or "Permission denied" in l for l in errs),
+                "the relay logs the error: %s" % (errs[0] if errs else None),
+                "its log: %s" % relay.log_lines()[-10:])
+    finally:
+        subprocess.run(["chattr", "-i", sdir], capture_output=True)
+    t.note("chattr -i")
+    ok = rt.wait_until(lambda: relay.check_alive() or (slog.poll().acks >= n
+                                                       and not slog.outstanding), 60, 0.2)
+    t.check(ok, "writable again: the relay spools and acknowledges the rest while dst is still "
+            "down (%s)" % slog.summary())
+    dst.start()
+    ok = rt.wait_until(lambda: set(numbers_of(sub.received(), b"im:")) >= set(range(n))
+                       or not relay.running(), 120, 0.2)
+    relay.check_alive()
+    got = numbers_of(sub.received(), b"im:")
+    t.check(ok, "dst back: all %d arrive (%d duplicates)" % (n, len(got) - len(set(got))),
+            "missing %s" % sorted(set(range(n)) - set(got))[:20])
+    relay.stop()
+    sub.stop()
+    pub.stop()
+
+
 # ----------------------------------------------------------------------------------------------
 # (5) unusable spool directories
 
@@ -677,6 +797,7 @@ def scenario_unusable(t):
 def run(t):
     only = os.environ.get("SPOOL_TEST_ONLY", "")
     for key, fn in (("unusable", scenario_unusable), ("truncated", scenario_truncated),
+                    ("stopped", scenario_stopped), ("immutable", scenario_immutable_at_run_time),
                     ("full", scenario_full), ("disk_full", scenario_disk_full),
                     ("100k", scenario_100k)):
         if not only or key in only.split(","):
