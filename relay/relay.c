@@ -343,23 +343,31 @@ int relay_conn_subs(const struct relay_conn *c, struct relay_sub **out, size_t *
         return -ENOMEM;
     for (size_t i = 0; i < b->n_from; i++) {
         const struct relay_route *rt = b->from[i];
-        uint8_t opt = rt->cfg->qos;
+        uint8_t qos = 0, opt = 0;
 
         if (!rt->cfg->share && c->idx != 0)
             continue; /* unshared: on connection 0 only, or every message comes N times */
+        if (rt->sub_head != rt)
+            continue; /* subscribed once, by the first route with this filter */
+        for (const struct relay_route *x = rt; x; x = x->sub_next) {
+            if (x->cfg->qos > qos)
+                qos = x->cfg->qos;
+            if (x->cfg->retain == RELAY_RETAIN_KEEP)
+                opt |= MQC_SUB_RETAIN_AS_PUBLISHED;
+        }
         if (b->cfg->version == MQC_V5) {
             /* Retain As Published for "keep"; Retain Handling 1: retained messages only for a
              * new subscription, not again on every reconnect of a kept session; No Local:
              * what we publish on this connection never comes back on it (not allowed on
              * shared subscriptions [MQTT-3.8.3-4]) */
-            if (rt->cfg->retain == RELAY_RETAIN_KEEP)
-                opt |= MQC_SUB_RETAIN_AS_PUBLISHED;
             opt |= 1u << 4;
             if (!rt->cfg->share)
                 opt |= MQC_SUB_NO_LOCAL;
+        } else {
+            opt = 0;
         }
         subs[n].filter = rt->sub_filter;
-        subs[n].options = opt;
+        subs[n].options = (uint8_t)(opt | qos);
         subs[n].sub_id = rt->sub_id;
         n++;
     }
@@ -407,6 +415,19 @@ int relay_link_routes(struct relay *r)
         struct relay_broker *f = rt->from;
         bool known = false;
 
+        rt->sub_head = rt;
+        rt->sub_next = NULL;
+        for (size_t k = 0; k < f->n_from; k++) {
+            struct relay_route *x = f->from[k];
+
+            if (x->sub_head == x && !strcmp(x->sub_filter, rt->sub_filter)) {
+                rt->sub_head = x;
+                while (x->sub_next)
+                    x = x->sub_next;
+                x->sub_next = rt;
+                break;
+            }
+        }
         if (add_ptr((void ***)&f->from, &f->n_from, rt))
             return -ENOMEM;
         for (size_t k = 0; k < f->n_feeds; k++)

@@ -563,6 +563,10 @@ struct relay_route {
     struct relay_broker *from, *to;
     bool props_lost_logged;         /* 5.0 properties lost toward a 3.x destination: said once */
     uint32_t sub_id;                /* MQTT 5 Subscription Identifier: stable across reloads */
+    /* routes from one broker with the same subscription share it (a second SUBSCRIBE of a
+     * filter would replace the first): the first of them subscribes, with options merged */
+    struct relay_route *sub_head;   /* first route of this broker with this sub_filter */
+    struct relay_route *sub_next;   /* next one with the same sub_filter */
     /* counters */
     uint64_t received, forwarded;
     uint64_t dropped[RELAY_DROP__COUNT];

@@ -264,7 +264,9 @@ static int forward_one(struct relay *r, struct relay_route *rt, struct relay_con
         }
         out.topic = (struct mqc_bytes){r->scratch, tlen};
     }
-    out.qos = p->qos;
+    /* at most the route's subscription QoS (a subscription shared with another route may
+     * have been made at a higher one), and at most out_qos */
+    out.qos = p->qos < rt->cfg->qos ? p->qos : rt->cfg->qos;
     if (rt->cfg->out_qos >= 0 && (uint8_t)rt->cfg->out_qos < out.qos)
         out.qos = (uint8_t)rt->cfg->out_qos;
     out.retain = rt->cfg->retain == RELAY_RETAIN_KEEP && p->retain;
@@ -358,20 +360,23 @@ int relay_route_forward(struct relay *r, struct relay_conn *src, const struct mq
             rt = r->by_sub_id[prop.num];
             /* an identifier left in the broker's session by an earlier configuration may now
              * name no route or another one: only a route whose filter matches takes it */
-            if (!rt || rt->from != b ||
+            if (!rt || rt->from != b || rt->sub_head != rt ||
                 !mqc_topic_match((const uint8_t *)rt->match, rt->match_len, p->topic.p,
                                  p->topic.len))
                 continue;
             by_id = true;
-            rt->received++;
-            if (loop) {
-                drop(r, rt, RELAY_DROP_LOOP, now_ms, p);
-                continue;
+            /* every route sharing this subscription */
+            for (; rt; rt = rt->sub_next) {
+                rt->received++;
+                if (loop) {
+                    drop(r, rt, RELAY_DROP_LOOP, now_ms, p);
+                    continue;
+                }
+                n = forward_one(r, rt, src, p, ref, path, now_ms);
+                if (n < 0)
+                    return -1; /* hold it: the copies already queued go too, then redelivery */
+                count += n;
             }
-            n = forward_one(r, rt, src, p, ref, path, now_ms);
-            if (n < 0)
-                return -1; /* hold it: the copies already queued go too, then a redelivery */
-            count += n;
         }
         if (by_id)
             return count;

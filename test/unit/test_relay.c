@@ -445,6 +445,34 @@ static void reconnect_backs_off(void **st)
     env_free(e);
 }
 
+static void routes_sharing_a_filter_subscribe_once(void **st)
+{
+    struct env *e = env_new(TWO_BROKERS(
+        "", "{ from = \"a\"; to = \"b\"; filter = \"x/#\"; topic = \"one/${#}\"; qos = 0; }, "
+            "{ from = \"a\"; to = \"b\"; filter = \"x/#\"; topic = \"two/${#}\"; qos = 2; }"));
+    struct relay_conn *a = conn(e, 0, 0), *b = conn(e, 1, 0);
+    struct mqc_packet pk[8];
+    uint8_t props[16];
+    size_t plen = 0;
+    struct mqc_prop id = {.id = MQC_PROP_SUBSCRIPTION_ID};
+
+    (void)st;
+    fake_open(&e->io, a, false);
+    fake_open(&e->io, b, false);
+    /* one SUBSCRIBE, at the higher QoS (a second one would replace the first) */
+    assert_int_equal(fake_link(&e->io, a)->subscribed, 1);
+    id.num = e->r->routes[0].sub_id;
+    mqc_prop_put(&id, props, sizeof(props), &plen);
+    publish(e, a, "x/y", 2, 9, props, plen);
+    assert_int_equal(fake_tx(&e->io, b, pk, 8), 2);
+    /* both routes took it, each at most at its own subscription QoS */
+    assert_memory_equal(pk[0].u.publish.topic.p, "one/y", 5);
+    assert_int_equal(pk[0].u.publish.qos, 0);
+    assert_memory_equal(pk[1].u.publish.topic.p, "two/y", 5);
+    assert_int_equal(pk[1].u.publish.qos, 2);
+    env_free(e);
+}
+
 static struct relay_config *load_cfg(const char *conf)
 {
     struct relay_config *c = calloc(1, sizeof(*c));
@@ -599,6 +627,7 @@ int main(void)
         cmocka_unit_test(full_destination_pauses_source),
         cmocka_unit_test(shutdown_waits_then_disconnects),
         cmocka_unit_test(reconnect_backs_off),
+        cmocka_unit_test(routes_sharing_a_filter_subscribe_once),
         cmocka_unit_test(reload_changes_routes_on_live_links),
         cmocka_unit_test(reload_refuses_what_needs_a_restart),
         cmocka_unit_test(reload_reconnects_changed_broker),
