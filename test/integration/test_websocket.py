@@ -10,8 +10,9 @@ framings the MQTT spec allows (section 6: a WebSocket frame may hold part of a p
   ws    ws://TAP (no path: /mqtt), MQTT 5, tap "split": frames of 1, 2, 3, 5, 700, 4096 bytes in
         turn, so fixed headers, lengths and payloads are cut everywhere; a ~10 KiB payload
         crosses both ways
-  wsp   ws://TAP/custom/ws/path, MQTT 3.1.1, tap "pack": what arrives within 30 ms goes out as
-        one frame, so a burst of small messages arrives packed; it is also the 3.1.1-over-
+  wsp   ws://TAP/custom/ws/path, MQTT 3.1.1, tap "pack": what arrives until 30 ms pass quietly
+        with at least two whole packets waiting (or 200 ms with one) goes out as one frame, so
+        a burst of small messages arrives packed; it is also the 3.1.1-over-
         WebSocket half of the mixed pair with "tls" (MQTT 5 over TLS), both ways
   ws31  ws://TAP, MQTT 3.1: subprotocol "mqttv3.1"; Mosquitto accepts it (its log says p3)
   wss   wss://web (no tap: TLS end to end), MQTT 5, both ways
@@ -237,13 +238,18 @@ class Tap:
         buf = b""
         head_done = False
         pending = b""
+        since = 0.0
         try:
             while True:
                 wait = 0.03 if (self.mode == "pack" and pending) else None
                 r, _, _ = select.select([u], [], [], wait)
                 if not r:
-                    self._emit(c, rec, pending)  # pack: nothing more within 30 ms
-                    pending = b""
+                    # pack: nothing more within 30 ms. Send once two whole packets are
+                    # waiting, or a lone one after 200 ms (CONNACK, SUBACK, PINGRESP...)
+                    if (len(mqtt_packets(pending)) >= 2 or
+                            time.monotonic() - since >= 0.2):
+                        self._emit(c, rec, pending)
+                        pending = b""
                     continue
                 d = u.recv(65536)
                 if not d:
@@ -274,6 +280,8 @@ class Tap:
                     elif self.mode == "split":
                         self._emit(c, rec, p)
                     else:
+                        if not pending:
+                            since = time.monotonic()
                         pending += p
                 if self.mode == "pack" and len(pending) > 256 * 1024:
                     self._emit(c, rec, pending)
