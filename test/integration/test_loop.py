@@ -4,7 +4,9 @@
    "loop/#". One publish at A arrives exactly once at B (with relay-path = the relay's id) and
    never comes back to A; the same from B. Counted at both sides over a few seconds: 1 and 1.
 2. A ring of three MQTT 5 brokers X, Y, Z and two relays: "r1" joins X <-> Y and Y <-> Z, "r2"
-   joins Z <-> X, every route over "ring/#". A publish at each broker in turn: what each broker
+   joins Z <-> X, every route over "ring/#" (then again with r1's Y -> Z route over "ring/+",
+   so that one message matches two subscriptions of one connection). A publish at each broker
+   in turn: what each broker
    receives is compared with a model of SPEC's rules (No Local on each relay connection; a relay
    drops a message whose relay-path holds its own id or has max_hops entries; it appends its id):
    each broker gets each message at most once per path, the origin never gets it back, and the
@@ -14,6 +16,9 @@
 4. max_hops = 3: messages arriving with a relay-path of 4 entries (longer than max_hops) or one
    holding the relay's own id are dropped and counted as mqtt_relay_messages_dropped_total
    {reason="loop"} (GET /metrics); a shorter foreign path is forwarded with the id appended.
+5. Two routes from one MQTT 5 source with the same filter both forward (the broker keeps one
+   subscription per filter: a second SUBSCRIBE must not silently take the first route's
+   messages away).
 """
 import re
 import sys
@@ -99,16 +104,23 @@ def run_pair(t):
 # ----------------------------------------------------------------------------------------------
 # the ring
 
-RING = {  # relay id -> routes (from, to, filter): the test's topics are "ring/from-<broker>"
-    # r1's two routes from y use different filters that both match: two routes from one source
-    # with the very same filter is a case of its own (run_same_filter)
+# relay id -> routes (from, to, filter); the test's topics are "ring/from-<broker>".
+# RING: every route over "ring/#", so r1 has two routes from y with the very same filter.
+RING = {
+    "r1": [("x", "y", "ring/#"), ("y", "x", "ring/#"), ("y", "z", "ring/#"),
+           ("z", "y", "ring/#")],
+    "r2": [("z", "x", "ring/#"), ("x", "z", "ring/#")],
+}
+# RING_OVERLAP: r1's two routes from y use different filters that both match, so one message
+# matches two subscriptions of one connection.
+RING_OVERLAP = {
     "r1": [("x", "y", "ring/#"), ("y", "x", "ring/#"), ("y", "z", "ring/+"),
            ("z", "y", "ring/#")],
     "r2": [("z", "x", "ring/#"), ("x", "z", "ring/#")],
 }
 
 
-def model(origin, max_hops=8):
+def model(ring, origin, max_hops=8):
     """What each broker receives when a client publishes at origin: {broker: [path tuples]}, by
     SPEC's rules: a relay's connection to a broker does not get back what it published there
     (No Local); a relay drops a message whose path holds its id or has max_hops entries;
@@ -118,7 +130,7 @@ def model(origin, max_hops=8):
     got[origin].append(())
     while work:
         broker, path, publisher = work.pop(0)
-        for rid, routes in RING.items():
+        for rid, routes in ring.items():
             if publisher == rid or rid in path or len(path) >= max_hops:
                 continue
             for f, to, _ in routes:
@@ -129,11 +141,11 @@ def model(origin, max_hops=8):
     return got
 
 
-def run_ring(t):
-    t.section("a ring of three MQTT 5 brokers with two relays")
+def run_ring(t, ring, what):
+    t.section("a ring of three MQTT 5 brokers with two relays (%s)" % what)
     br = {n: t.broker(n) for n in "xyz"}
     relays = []
-    for rid, routes in RING.items():
+    for rid, routes in ring.items():
         names = sorted({b for r in routes for b in r[:2]})
         relays.append(t.relay(
             relay={"id": rid}, name=rid,
@@ -147,7 +159,7 @@ def run_ring(t):
     for origin in "xyz":
         for c in subs.values():
             c.clear()
-        want = model(origin)
+        want = model(ring, origin)
         topic = "ring/from-%s" % origin
         pubs[origin].publish(topic, b"hello from " + origin.encode(), 1)
         pubs[origin].wait_published(10)
@@ -301,7 +313,8 @@ def run_same_filter(t):
 
 def run(t):
     run_pair(t)
-    run_ring(t)
+    run_ring(t, RING, "every route over ring/#")
+    run_ring(t, RING_OVERLAP, "overlapping filters ring/# and ring/+ from one broker")
     run_v311(t)
     run_max_hops(t)
     run_same_filter(t)
