@@ -1350,6 +1350,29 @@ static int link_connected(struct link *l, struct lws *wsi)
     return mem_tls_rx(l, wsi, NULL, 0); /* ClientHello into the wbio, WRITEABLE sends it */
 }
 
+/* A TLS link the server closed: lws may report the hang-up before reading the last bytes,
+ * and with TLS 1.3 those can hold the reason (e.g. the alert "certificate required", sent after
+ * our side finished the handshake). Read what the socket still has and let OpenSSL parse it:
+ * the info callback records the alert as the reason. */
+static void mem_tls_last_words(struct link *l, struct lws *wsi)
+{
+    uint8_t buf[4096];
+    int fd = lws_get_socket_fd(wsi);
+
+    if (!l->mem_tls || !l->ssl || l->why[0] || fd < 0)
+        return;
+    for (int i = 0; i < 16; i++) {
+        ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+
+        if (n <= 0)
+            break;
+        if (BIO_write(SSL_get_rbio(l->ssl), buf, (int)n) != (int)n)
+            break;
+    }
+    while (!l->why[0] && SSL_read(l->ssl, buf, (int)sizeof(buf)) > 0)
+        ; /* application data past the close is of no use now; stop at the alert */
+}
+
 /* Why a link closed, when nothing more specific was recorded. */
 static const char *close_why(const struct link *l)
 {
@@ -1452,8 +1475,10 @@ static int cb_link(struct lws *wsi, enum lws_callback_reasons reason, void *user
     case LWS_CALLBACK_RAW_CLOSE:
     case LWS_CALLBACK_CLIENT_CLOSED:
         l = wsi_link(wsi);
-        if (l)
+        if (l) {
+            mem_tls_last_words(l, wsi);
             link_gone(l, close_why(l));
+        }
         return 0;
 
     case LWS_CALLBACK_WSI_DESTROY:
