@@ -492,8 +492,12 @@ def run_flood(t, x):
                 "(ASan build)" % (p1 - x.baseline))
     else:
         t.check(p1 < LIMIT_KIB, "relay RSS peak during the flood %d KiB < 64 MiB" % p1)
-    t.check(p2 <= p1 + ROUND_SLACK_KIB,
-            "a second flood does not raise the peak (%d KiB, then %d KiB)" % (p1, p2))
+    # under ASan freed memory sits in the 16 MiB quarantine first: allow for it (leaks are
+    # LeakSanitizer's job in that build)
+    slack = ROUND_SLACK_KIB + (16 * 1024 if x.asan else 0)
+    t.check(p2 <= p1 + slack,
+            "a second flood does not raise the peak by more than %d KiB (%d KiB, then %d KiB)"
+            % (slack, p1, p2))
     t.check(c1 is c2 and c1.open, "the flood link stayed up through both rounds (TCP "
             "backpressure, not disconnects)", "links: %s" % hb.snapshot())
     # accounting: every message the relay read from h-flood is forwarded or dropped by reason
