@@ -494,23 +494,37 @@ def section_paths(b, args, out, results):
                 print(f"  round {rnd + 1} qos{q} {s}B {path:10s} {r['rate']:9.0f} msg/s "
                       f"lost={r['lost']} dup={r['dup']}", file=sys.stderr, flush=True)
     results["paths"] = {f"{p}/{q}/{s}": v for (p, q, s), v in runs.items()}
+    print_paths(runs, cases, paths, args, out)
+    return runs
+
+
+ROLES = ("pub", "A", "C", "relay", "B", "sub")
+
+
+def print_paths(runs, cases, paths, args, out):
+    ncpu = os.cpu_count()
     out()
     out(f"## Throughput: {args.n} messages, {args.rounds} interleaved rounds, median [min-max]")
+    out()
+    out("CPU us/msg: user + system time of each process over the run (/proc/PID/stat) divided "
+        "by the messages; `all` adds every process, and `ceiling` = "
+        f"{ncpu} CPUs x 1e6 / all: the rate at which this machine runs out of CPU.")
     out()
     for q, s in cases:
         out(f"### QoS {q}, {s} B payload")
         out()
         out("| path | msg/s | lost | dup | CPU us/msg: pub / A / C or relay / B / sub | "
-            "RSS MiB (VmHWM): A / C or relay / B |")
-        out("|---|---|---|---|---|---|")
+            "all | ceiling msg/s | RSS MiB (VmHWM): A / C or relay / B |")
+        out("|---|---|---|---|---|---|---|---|")
         for p in paths:
             rs = runs.get((p, q, s), [])
             if not rs:
                 continue
             mid = {}
-            for role in ("pub", "A", "C", "relay", "B", "sub"):
+            for role in ROLES:
                 xs = [r["cpu"][role] for r in rs if role in r["cpu"]]
                 mid[role] = f"{med(xs):.2f}" if xs else "-"
+            total = med([sum(r["cpu"].values()) for r in rs])
             hw = {}
             for role in ("A", "C", "relay", "B"):
                 xs = [r["hwm_mib"][role] for r in rs if role in r["hwm_mib"]]
@@ -520,9 +534,10 @@ def section_paths(b, args, out, results):
             out(f"| {p} | {kmsg([r['rate'] for r in rs])} | "
                 f"{sum(r['lost'] for r in rs)} | {sum(r['dup'] for r in rs)} | "
                 f"{mid['pub']} / {mid['A']} / {mid_c} / {mid['B']} / {mid['sub']} | "
+                f"{total:.1f} | {ncpu * 1e6 / total / 1000:.0f}k | "
                 f"{hw['A']} / {hw_c} / {hw['B']} |")
         out()
-        if (("relay", q, s) in runs):
+        if ("relay", q, s) in runs:
             rr = runs[("relay", q, s)]
             for other, target in (("standalone", 1.5 if q else 1.2), ("bridge", 0.95),
                                   ("direct", None)):
@@ -539,52 +554,64 @@ def section_paths(b, args, out, results):
                 out(f"- relay CPU / standalone Mosquitto CPU per message: "
                     f"{fmt_range(rc, '{:.2f}')} (target <= 0.25: "
                     f"{'met' if rc and med(rc) <= 0.25 else 'MISSED'})")
+                # what the brokers and clients alone allow: the relay path with a free relay
+                rest = med([sum(v for k, v in r["cpu"].items() if k != "relay") for r in rr])
+                free = ncpu * 1e6 / rest
+                st = med([r["rate"] for r in runs[("standalone", q, s)]])
+                out(f"- CPU budget: the relay path's other processes need {rest:.1f} us/msg, "
+                    f"so with a relay costing nothing its CPU ceiling would be "
+                    f"{free / 1000:.0f}k msg/s, {free / st:.2f}x the standalone path's median")
             out()
-    return runs
 
 
 def section_latency(b, args, out, results, runs):
     cases = [(q, s) for q in args.qos for s in args.sizes]
     paths = [p for p in args.paths if p != "relay" or b.have_relay]
-    lat = {}
-    rates = {}
+    half = {}
     for q, s in cases:
         base = "relay" if b.have_relay and ("relay", q, s) in runs else "direct"
-        if (base, q, s) in runs:
-            rates[(q, s)] = med([r["rate"] for r in runs[(base, q, s)]]) / 2
-        else:
-            rates[(q, s)] = args.rate or 20000
         if args.rate:
-            rates[(q, s)] = args.rate
-    for rnd in range(args.rounds):
-        for ci, (q, s) in enumerate(cases):
-            k = (rnd + ci) % len(paths)
-            for path in paths[k:] + paths[:k]:
-                rate = rates[(q, s)]
-                n = int(min(args.n, max(2000, rate * args.latency_secs)))
-                r = b.run_path(path, q, s, n, rate=rate)
-                r["target_rate"] = rate
-                lat.setdefault((path, q, s), []).append(r)
-                print(f"  latency round {rnd + 1} qos{q} {s}B {path:10s} at {rate:.0f}/s: "
-                      f"p50 {r['p50']:.0f} us p99 {r['p99']:.0f} us", file=sys.stderr,
-                      flush=True)
-    results["latency"] = {f"{p}/{q}/{s}": v for (p, q, s), v in lat.items()}
-    out(f"## Latency at a fixed rate (half the relay path's median msg/s), "
-        f"up to {args.latency_secs} s of messages, {args.rounds} rounds: median [min-max]")
-    out()
-    out("| QoS | payload | rate msg/s | " + " | ".join(f"{p} p50 / p99 us" for p in paths) + " |")
-    out("|---|---|---|" + "---|" * len(paths))
-    for q, s in cases:
-        cells = []
-        for p in paths:
-            rs = lat.get((p, q, s), [])
-            sat = any(r["rate"] < 0.9 * r["target_rate"] for r in rs)
-            cells.append(f"{med([r['p50'] for r in rs]):.0f} / {med([r['p99'] for r in rs]):.0f}"
-                         + (" (saturated)" if sat else "") +
-                         (f" lost {sum(r['lost'] for r in rs)}" if any(r['lost'] for r in rs)
-                          else ""))
-        out(f"| {q} | {s} B | {rates[(q, s)]:.0f} | " + " | ".join(cells) + " |")
-    out()
+            half[(q, s)] = args.rate
+        elif (base, q, s) in runs:
+            half[(q, s)] = med([r["rate"] for r in runs[(base, q, s)]]) / 2
+        else:
+            half[(q, s)] = 20000
+    loads = [("half", "half the relay path's median msg/s", half, args.latency_secs)]
+    if args.light_rate:
+        loads.append(("light", f"a light {args.light_rate:.0f} msg/s",
+                      {c: args.light_rate for c in cases}, min(args.latency_secs, 2.0)))
+    results["latency"] = {}
+    for key, title, rates, secs in loads:
+        lat = {}
+        for rnd in range(args.rounds):
+            for ci, (q, s) in enumerate(cases):
+                k = (rnd + ci) % len(paths)
+                for path in paths[k:] + paths[:k]:
+                    rate = rates[(q, s)]
+                    n = int(min(args.n, max(2000, rate * secs)))
+                    r = b.run_path(path, q, s, n, rate=rate)
+                    r["target_rate"] = rate
+                    lat.setdefault((path, q, s), []).append(r)
+                    print(f"  latency round {rnd + 1} qos{q} {s}B {path:10s} at {rate:.0f}/s: "
+                          f"p50 {r['p50']:.0f} us p99 {r['p99']:.0f} us", file=sys.stderr,
+                          flush=True)
+        results["latency"][key] = {f"{p}/{q}/{s}": v for (p, q, s), v in lat.items()}
+        out(f"## Latency at a fixed rate: {title} ({secs:g} s of messages, {args.rounds} "
+            "rounds; p50 median [min-max] / p99 median [min-max], microseconds)")
+        out()
+        out("| QoS | payload | msg/s | " + " | ".join(paths) + " |")
+        out("|---|---|---|" + "---|" * len(paths))
+        for q, s in cases:
+            cells = []
+            for p in paths:
+                rs = lat.get((p, q, s), [])
+                sat = any(r["rate"] < 0.9 * r["target_rate"] for r in rs)
+                lost = sum(r["lost"] for r in rs)
+                cells.append(fmt_range([r["p50"] for r in rs]) + " / " +
+                             fmt_range([r["p99"] for r in rs]) +
+                             (" (saturated)" if sat else "") + (f" lost {lost}" if lost else ""))
+            out(f"| {q} | {s} B | {rates[(q, s)]:.0f} | " + " | ".join(cells) + " |")
+        out()
     out("(saturated: that path delivered under 90% of the rate asked, so its latency is "
         "queueing)")
     out()
@@ -901,6 +928,8 @@ def main():
     ap.add_argument("--rate", type=float, default=0,
                     help="fixed rate for the latency runs (default: half the relay's msg/s)")
     ap.add_argument("--latency-secs", type=float, default=4.0)
+    ap.add_argument("--light-rate", type=float, default=10000,
+                    help="a second, light fixed rate for the latency runs (0 = none)")
     ap.add_argument("--nagle-rate", type=float, default=10000)
     ap.add_argument("--alone-n", type=int, default=1000000)
     ap.add_argument("--alone-window", type=int, default=1000,
@@ -913,6 +942,8 @@ def main():
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--sections", default="paths,latency,nagle,alone,routes,rss,profile")
     ap.add_argument("--out", default=None, help="directory for the report and raw results")
+    ap.add_argument("--render", metavar="RESULTS_JSON",
+                    help="print the throughput tables again from a results.json, run nothing")
     args = ap.parse_args()
     if args.quick:
         args.n = 20000 if args.n == 200000 else args.n
@@ -923,6 +954,17 @@ def main():
     args.qos = [int(x) for x in args.qos.split(",")]
     args.sizes = [int(x) for x in args.sizes.split(",")]
     sections = set(args.sections.split(","))
+    if args.render:
+        with open(args.render) as f:
+            res = json.load(f)
+        saved = argparse.Namespace(**res["args"])
+        runs = {}
+        for k, v in res.get("paths", {}).items():
+            p, q, s = k.split("/")
+            runs[(p, int(q), int(s))] = v
+        print_paths(runs, [(q, s) for q in saved.qos for s in saved.sizes],
+                    [p for p in saved.paths if any(k[0] == p for k in runs)], saved, print)
+        return
     args.out = args.out or tempfile.mkdtemp(prefix="relay-bench-out-")
     os.makedirs(args.out, exist_ok=True)
     if not shutil.which("mosquitto") and sections & {"paths", "latency", "nagle"}:
