@@ -105,11 +105,16 @@ def wait_port(port, proc, timeout=5.0):
     return False
 
 
-def cpu_ticks(pid):
-    """utime + stime of pid, in clock ticks (/proc/PID/stat fields 14 and 15)."""
+def cpu_split(pid):
+    """(utime, stime) of pid, in clock ticks (/proc/PID/stat fields 14 and 15)."""
     with open(f"/proc/{pid}/stat") as f:
         rest = f.read().rsplit(")", 1)[1].split()
-    return int(rest[11]) + int(rest[12])
+    return int(rest[11]), int(rest[12])
+
+
+def cpu_ticks(pid):
+    """utime + stime of pid, in clock ticks."""
+    return sum(cpu_split(pid))
 
 
 def cpu_ns(pid):
@@ -337,7 +342,7 @@ class Bench:
                 perf = spawn(perf_cmd(procs["relay"].pid, perf_stat, perf_record),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 time.sleep(1.0)  # perf attached
-            before = {r: cpu_ticks(p.pid) for r, p in procs.items()}
+            before = {r: cpu_split(p.pid) for r, p in procs.items()}
             pubcmd = [self.loadgen, "pub", "-p", str(pa), "-q", str(qos), "-n", str(n),
                       "-s", str(size), "-w", str(INFLIGHT)] + nd + self.vflag()
             if rate:
@@ -345,7 +350,7 @@ class Bench:
             pub = spawn(pubcmd, stdout=subprocess.PIPE)
             pub_line = read_line(pub, "pub ", 600)
             sub_line = read_line(sub, "sub ", 600)
-            after = {r: cpu_ticks(p.pid) for r, p in procs.items()}
+            after = {r: cpu_split(p.pid) for r, p in procs.items()}
             hwm = {r: mem_kib(p.pid) for r, p in procs.items()}
             stop(pub)
             stop(sub)
@@ -357,12 +362,14 @@ class Bench:
         if not pub_line or not sub_line:
             raise RuntimeError(f"{path}: no result (pub={pub_line!r} sub={sub_line!r})")
         ps, ss = kv(pub_line), kv(sub_line)
-        cpu = {r: (after[r] - before[r]) / CLK_TCK * 1e6 / n for r in procs}
+        cpu = {r: (sum(after[r]) - sum(before[r])) / CLK_TCK * 1e6 / n for r in procs}
+        sys_share = {r: (after[r][1] - before[r][1]) / max(1, sum(after[r]) - sum(before[r]))
+                     for r in procs}
         cpu["pub"] = ps["cpu_us"]
         cpu["sub"] = ss["cpu_us"]
         return {"rate": ss["rate"], "pub_rate": ps["rate"], "lost": int(ss["lost"]),
                 "dup": int(ss["dup"]), "reordered": int(ss["reordered"]),
-                "p50": ss["p50_us"], "p99": ss["p99_us"], "cpu": cpu,
+                "p50": ss["p50_us"], "p99": ss["p99_us"], "cpu": cpu, "sys_share": sys_share,
                 "hwm_mib": {r: v / 1024 for r, v in hwm.items()}}
 
     # ---- the relay on its own ----------------------------------------------------------------
@@ -554,6 +561,12 @@ def print_paths(runs, cases, paths, args, out):
                 out(f"- relay CPU / standalone Mosquitto CPU per message: "
                     f"{fmt_range(rc, '{:.2f}')} (target <= 0.25: "
                     f"{'met' if rc and med(rc) <= 0.25 else 'MISSED'})")
+                ks = [r["sys_share"]["relay"] for r in rr if "sys_share" in r]
+                kc = [r["sys_share"]["C"] for r in runs[("standalone", q, s)]
+                      if "sys_share" in r]
+                if ks and kc:
+                    out(f"- share of that CPU spent in the kernel (system time): relay "
+                        f"{med(ks) * 100:.0f}%, standalone Mosquitto {med(kc) * 100:.0f}%")
                 # what the brokers and clients alone allow: the relay path with a free relay
                 rest = med([sum(v for k, v in r["cpu"].items() if k != "relay") for r in rr])
                 free = ncpu * 1e6 / rest
