@@ -58,6 +58,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -544,11 +545,21 @@ def scenario_full(t):
     dst.start()
     t.note("dst started")
     ok = rt.wait_until(lambda: set(numbers_of(sub.received(), b"fs:")) >= set(range(n))
-                       or not relay.running(), 180, 0.2)
+                       or not relay.running(), 120, 0.2)
     relay.check_alive()
     got = numbers_of(sub.received(), b"fs:")
+    if not ok:
+        ms = rt.get_metrics(mport)
+        detail = ("%d missing, e.g. %s; %s; relay: received %d, forwarded %d, "
+                  "rx_paused{src} %d, spool %s"
+                  % (len(set(range(n)) - set(got)), sorted(set(range(n)) - set(got))[:20],
+                     slog.poll().summary(),
+                     rt.metric(ms, "mqtt_relay_messages_received_total"),
+                     rt.metric(ms, "mqtt_relay_messages_forwarded_total"),
+                     rt.metric(ms, "mqtt_relay_rx_paused", broker="src"),
+                     spool_metrics(mport)))
     t.check(ok, "dst back: all %d arrive (%d duplicates)" % (n, len(got) - len(set(got))),
-            "missing %s" % sorted(set(range(n)) - set(got))[:20])
+            detail if not ok else None)
     ok = rt.wait_until(lambda: not slog.poll().outstanding and slog.first_sends >= n, 60, 0.2)
     t.check(ok, "src has nothing outstanding for the relay (%s)" % slog.summary())
     relay.stop()
@@ -795,13 +806,37 @@ def scenario_unusable(t):
 
 
 def run(t):
+    """Runs every scenario even when one fails (each is independent), then fails with the list."""
     only = os.environ.get("SPOOL_TEST_ONLY", "")
+    failed = []
     for key, fn in (("unusable", scenario_unusable), ("truncated", scenario_truncated),
                     ("stopped", scenario_stopped), ("immutable", scenario_immutable_at_run_time),
-                    ("full", scenario_full), ("disk_full", scenario_disk_full),
-                    ("100k", scenario_100k)):
-        if not only or key in only.split(","):
+                    ("disk_full", scenario_disk_full), ("100k", scenario_100k),
+                    ("full", scenario_full)):
+        if only and key not in only.split(","):
+            continue
+        first = len(t.things)
+        try:
             fn(t)
+        except rt.Failure as e:
+            failed.append("[%s] %s" % (t.section_name, e))
+            print("\nFAILED [%s]: %s" % (t.section_name, e), flush=True)
+            # stop what this scenario started (its logs stay for the dump at the end)
+            for x in reversed(t.things[first:]):
+                try:
+                    if isinstance(x, rt.Client):
+                        x.stop()
+                    elif isinstance(x, (rt.Relay, rt.Broker)) and x.running():
+                        os.kill(x.proc.pid, signal.SIGCONT)  # in case it was stopped
+                        x.proc.kill()
+                        x.proc.wait(10)
+                except Exception as ex:  # keep going
+                    print("cleanup after the failure: %s" % ex, flush=True)
+    if failed:
+        t.section_name = None
+        raise rt.Failure("%d scenario%s failed:\n  %s" % (len(failed),
+                                                       "" if len(failed) == 1 else "s",
+                                                       "\n  ".join(failed)))
 
 
 if __name__ == "__main__":
