@@ -52,7 +52,13 @@ stopped, so dst queues for it whatever the relay delivers, whenever dst comes ba
     error creating the next segment is logged, nothing is acknowledged that is not in the
     journal, and after chattr -i the rest is spooled and acknowledged, then delivered.
 
-SPOOL_TEST_ONLY=unusable,truncated,stopped,immutable,full,disk_full,100k runs only those.
+(8) SIGHUP while dst is down and the spool holds 100 messages of route ra and 50 of rb: the new
+    file removes ra and adds rc (so the routes are numbered differently). Every spooled message
+    still arrives (they were acknowledged to the source: removing a route must not lose them),
+    and forwarded_total counts rb's 50 for rb, none for rc.
+
+Every scenario runs even when an earlier one failed; the test fails at the end with the list.
+SPOOL_TEST_ONLY=unusable,truncated,stopped,immutable,disk_full,reload,100k,full runs only those.
 """
 import os
 import random
@@ -737,6 +743,62 @@ def scenario_immutable_at_run_time(t):
     pub.stop()
 
 
+def scenario_reload(t):
+    t.section("(8) SIGHUP while the spool holds messages: a route removed, one added")
+    src = t.broker("src8", log_all=False)
+    dst, sub = prepared_destination(t, "dst8", "#")
+    mport = rt.free_port()
+    cfg = relay_config(src, dst, "spool", 64 << 20, "ra/#")
+    cfg["relay"]["metrics"] = "127.0.0.1:%d" % mport
+    cfg["routes"] = [{"name": "ra", "from": "src", "to": "dst", "filter": "ra/#", "qos": 1},
+                     {"name": "rb", "from": "src", "to": "dst", "filter": "rb/#", "qos": 1}]
+    relay = t.relay(name="relay8", **cfg)
+    cid = relay.client_ids("src")[0]
+    wait_subscribed(t, relay, src, cid, "rb/#")
+    pub = t.client(src, "5")
+    for i in range(100):
+        pub.publish("ra/%d" % i, b"rl:%d;" % i, 1)
+    for i in range(100, 150):
+        pub.publish("rb/%d" % i, b"rl:%d;" % i, 1)
+    pub.wait_published(60)
+    ok = rt.wait_until(lambda: relay.check_alive() or spool_metrics(mport)["messages"] >= 150,
+                       30, 0.1)
+    t.check(ok, "150 spooled while dst is down (100 on route ra, 50 on rb)")
+    # ra goes (rb becomes the first route), rc comes last: the spooled records were written
+    # under the old route numbering
+    routes = [{"name": "rb", "from": "src", "to": "dst", "filter": "rb/#", "qos": 1},
+              {"name": "rc", "from": "src", "to": "dst", "filter": "rc/#", "qos": 1}]
+    with open(relay.conf_path, "w") as f:
+        f.write(rt.relay_config_text(cfg["relay"], cfg["brokers"], routes))
+    n = len(relay.log_lines())
+    os.kill(relay.pid, signal.SIGHUP)
+    line = None
+    for _ in range(100):
+        relay.check_alive()
+        line = next((l for l in relay.log_lines()[n:] if "reloaded" in l or "ERROR" in l), None)
+        if line:
+            break
+        time.sleep(0.1)
+    t.check(line is not None and "reloaded" in line, "reloaded: %s" % line)
+    dst.start()
+    ok = rt.wait_until(lambda: relay.check_alive() or set(numbers_of(sub.received(), b"rl:"))
+                       >= set(range(150)), 60, 0.2)
+    got = numbers_of(sub.received(), b"rl:")
+    t.check(ok, "every spooled message arrives, those of the removed route too (%d "
+            "duplicates)" % (len(got) - len(set(got))),
+            "missing %s" % sorted(set(range(150)) - set(got))[:20])
+    rt.wait_until(lambda: spool_metrics(mport)["messages"] == 0, 20, 0.2)
+    ms = rt.get_metrics(mport)
+    fb = rt.metric(ms, "mqtt_relay_messages_forwarded_total", route="rb")
+    fc = rt.metric(ms, "mqtt_relay_messages_forwarded_total", route="rc")
+    t.check(fb == 50 and fc == 0, "forwarded_total: rb 50, rc 0 (spooled records counted for "
+            "the route they came by, not by their old index in the new list: got rb %d, rc %d)"
+            % (fb, fc))
+    relay.stop()
+    sub.stop()
+    pub.stop()
+
+
 # ----------------------------------------------------------------------------------------------
 # (5) unusable spool directories
 
@@ -811,8 +873,8 @@ def run(t):
     failed = []
     for key, fn in (("unusable", scenario_unusable), ("truncated", scenario_truncated),
                     ("stopped", scenario_stopped), ("immutable", scenario_immutable_at_run_time),
-                    ("disk_full", scenario_disk_full), ("100k", scenario_100k),
-                    ("full", scenario_full)):
+                    ("disk_full", scenario_disk_full), ("reload", scenario_reload),
+                    ("100k", scenario_100k), ("full", scenario_full)):
         if only and key not in only.split(","):
             continue
         first = len(t.things)
