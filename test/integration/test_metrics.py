@@ -19,7 +19,6 @@ following it. Any other path -> 404; other methods are not served (404 or 405); 
 is not HTTP changes nothing.
 """
 import sys
-import time
 
 sys.dont_write_bytecode = True
 import relaytest as rt  # noqa: E402

@@ -66,8 +66,8 @@ def run(t):
         br, topic = brokers[n], topics[n]
         cid = relay.client_ids(n)[0]
         lines = br.log_lines()
-        i = next(i for i, l in enumerate(lines) if re.match(r"^New (?:client|bridge) connected .* as %s "
-                                                            % re.escape(cid), l))
+        pat = r"^New (?:client|bridge) connected .* as %s " % re.escape(cid)
+        i = next(i for i, l in enumerate(lines) if re.match(pat, l))
         will = lines[i + 1] if i + 1 < len(lines) else ""
         wtopic = lines[i + 2].strip() if i + 2 < len(lines) else ""
         t.check(will == "Will message specified (7 bytes) (r1, q1)." and wtopic == topic,
