@@ -671,9 +671,10 @@ static bool feeds_over(const struct relay_conn *c)
 }
 
 /* Tells the transport what c wants now. Reading pauses while a destination it feeds is over
- * its high mark or its held messages reached receive_maximum, but never while c itself waits
- * for acknowledgements of what we sent it: those arrive on the same socket, and two relays'
- * worth of full windows would otherwise wait on each other for ever. */
+ * its high mark or its held messages reached receive_maximum, but never while progress needs
+ * this very socket: acknowledgements of what we sent c, or PUBRELs for held QoS 2 messages.
+ * Otherwise two full windows (or a full set of QoS 2 slots) would wait on each other for ever;
+ * the session still defers the PUBLISHes it cannot take, in order, while it reads the rest. */
 static void conn_sync(struct relay_conn *c, uint64_t now_ms)
 {
     struct relay *r = c->r;
@@ -681,7 +682,7 @@ static void conn_sync(struct relay_conn *c, uint64_t now_ms)
 
     if (c->st != RELAY_CONN_OPEN || c->close_asked)
         return;
-    pause = (c->s.rx_full || feeds_over(c)) && relay_session_unacked(&c->s) == 0;
+    pause = (c->s.rx_full || feeds_over(c)) && !relay_session_needs_rx(&c->s);
     if (pause != c->rx_paused) {
         c->rx_paused = pause;
         relay_session_set_rx_paused(&c->s, pause);
@@ -788,8 +789,9 @@ void relay_stop(struct relay *r, uint64_t now_ms)
     relay_flush(r, now_ms);
 }
 
-/* Draining ends when no destination owes us an acknowledgement and the acknowledgements we owe
- * our sources are written, or at the deadline. Then every link says DISCONNECT. */
+/* Draining ends when no destination owes us an acknowledgement, nothing queued can still go
+ * out on a live link, and the acknowledgements we owe our sources are written; or at the
+ * deadline. Then every link says DISCONNECT. */
 static void check_drain(struct relay *r, uint64_t now_ms)
 {
     bool quiet = true, open = false;
@@ -801,7 +803,9 @@ static void check_drain(struct relay *r, uint64_t now_ms)
             if (c->st != RELAY_CONN_OPEN && c->st != RELAY_CONN_CONNECTING)
                 continue;
             open = true;
-            if (relay_session_unacked(&c->s) || c->s.ctl_off < c->s.ctl_len || c->s.tx_msg)
+            /* what can still go out on a live link (the status "offline" among it) goes */
+            if (relay_session_unacked(&c->s) || c->s.ctl_off < c->s.ctl_len || c->s.tx_msg ||
+                (c->s.state == RELAY_SS_UP && c->s.pend_head))
                 quiet = false;
         }
     }

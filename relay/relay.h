@@ -379,6 +379,7 @@ struct relay_session {
     /* incoming QoS 1/2 messages held until their destinations acknowledge */
     struct relay_in_slot *in;                /* receive_maximum slots */
     uint16_t in_cap, in_used;
+    uint16_t in_pubrel;                      /* held QoS 2 slots waiting for the broker's PUBREL */
     uint16_t *in_order;                      /* ring of slot indexes in arrival order */
     uint16_t in_head, in_count;
     uint16_t *in_free;                       /* stack of free slot indexes */
@@ -465,6 +466,9 @@ size_t relay_session_purge(struct relay_session *s, bool (*pred)(const struct re
 void relay_session_set_rx_paused(struct relay_session *s, bool paused);
 /* Number of outgoing messages sent and not yet acknowledged (PUBACK/PUBREC/PUBCOMP). */
 uint32_t relay_session_unacked(const struct relay_session *s);
+/* True while progress needs reading this link: acknowledgements of what we sent, or the
+ * PUBRELs of held QoS 2 messages. Such a link must not be paused. */
+bool relay_session_needs_rx(const struct relay_session *s);
 /* Processes packets deferred while the held-message cap was reached. <0 = close. */
 int relay_session_resume_rx(struct relay_session *s, uint64_t now_ms);
 

@@ -603,6 +603,7 @@ static void in_reset(struct relay_session *s)
     for (uint16_t i = 0; i < s->in_cap; i++)
         s->in_free[s->in_nfree++] = (uint16_t)(s->in_cap - 1u - i);
     s->in_used = 0;
+    s->in_pubrel = 0;
     s->in_head = s->in_count = 0;
     s->rx_full = false;
 }
@@ -867,6 +868,7 @@ static void in_drain(struct relay_session *s)
             s->in_used--;
         } else {
             sl->state = IN_PUBREL;
+            s->in_pubrel++;
         }
     }
     if (s->rx_full && s->in_used < s->in_cap) {
@@ -1003,6 +1005,7 @@ static int on_pubrel(struct relay_session *s, const struct mqc_ack *a, uint64_t 
 
         if (sl->state != IN_PUBREL)
             return peer_error(s, 0x82, "PUBREL before our PUBREC", now_ms);
+        s->in_pubrel--;
         s->in_map[sl->pid] = 0;
         sl->state = IN_FREE;
         sl->gen++;
@@ -1223,6 +1226,11 @@ void relay_session_set_rx_paused(struct relay_session *s, bool paused)
 uint32_t relay_session_unacked(const struct relay_session *s)
 {
     return s->win.inflight;
+}
+
+bool relay_session_needs_rx(const struct relay_session *s)
+{
+    return s->win.inflight > 0 || s->in_pubrel > 0;
 }
 
 /* ---- sending ------------------------------------------------------------------------------ */
