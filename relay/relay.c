@@ -107,10 +107,30 @@ static void hook_up(struct relay_session *s, bool session_present, uint64_t now_
               session_present ? "resumed" : "new");
     /* Messages this connection received on an earlier link and that are still queued unsent:
      * the broker kept the session, so it redelivers them now; forget the old copies */
-    if (session_present)
-        for (size_t i = 0; i < r->n_brokers; i++)
-            for (uint32_t j = 0; j < r->brokers[i].n_conns; j++)
-                purged += relay_session_purge(&r->brokers[i].conns[j].s, is_orphan, c);
+    if (session_present) {
+        for (size_t i = 0; i < r->n_brokers; i++) {
+            struct relay_broker *b = &r->brokers[i];
+
+            for (uint32_t j = 0; j < b->n_conns; j++)
+                purged += relay_session_purge(&b->conns[j].s, is_orphan, c);
+            for (struct relay_msg *m = b->spool_wait_head, *next; m; m = next) {
+                next = m->next;
+                if (!is_orphan(m, c))
+                    continue;
+                if (m->prev)
+                    m->prev->next = m->next;
+                else
+                    b->spool_wait_head = m->next;
+                if (m->next)
+                    m->next->prev = m->prev;
+                else
+                    b->spool_wait_tail = m->prev;
+                b->spool_wait_bytes -= m->len;
+                free(m);
+                purged++;
+            }
+        }
+    }
     if (purged)
         relay_log(r->log, RELAY_LOG_DEBUG, c->who,
                   "%zu queued messages from the previous link will be redelivered", purged);
@@ -230,6 +250,74 @@ void relay_spool_check(struct relay_broker *b)
                     relay_mark(&r->brokers[i].conns[j]);
 }
 
+/* The record names its route by key (a reload may renumber routes; so may a restart). */
+static int spool_append(struct relay_broker *b, struct relay_msg *m)
+{
+    const struct relay_spool_ack ack = {m->src, m->ref, m->src_epoch};
+    uint32_t index = m->route;
+    int rc;
+
+    if (index < b->r->n_routes)
+        m->route = relay_route_key(&b->r->routes[index]);
+    rc = relay_spool_append(b->spool, m, m->conn, &ack);
+    m->route = index;
+    return rc;
+}
+
+int relay_spool_put(struct relay_broker *b, struct relay_msg *m)
+{
+    /* a record must fit in the journal with room to spare, or it would wait for ever */
+    if ((uint64_t)m->len + 4096u > b->cfg->spool.max_size / 2u)
+        return -EFBIG;
+    if (!b->spool_wait_head && spool_append(b, m) == 0) {
+        free(m); /* the spool copied it */
+        return 0;
+    }
+    m->next = NULL;
+    m->prev = b->spool_wait_tail;
+    if (b->spool_wait_tail)
+        b->spool_wait_tail->next = m;
+    else
+        b->spool_wait_head = m;
+    b->spool_wait_tail = m;
+    b->spool_wait_bytes += m->len;
+    return 0;
+}
+
+/* Appends what waited for room, in order, as far as the spool takes it. */
+static void spool_unwait(struct relay_broker *b)
+{
+    while (b->spool_wait_head) {
+        struct relay_msg *m = b->spool_wait_head;
+
+        if (spool_append(b, m) != 0)
+            return;
+        b->spool_wait_head = m->next;
+        if (b->spool_wait_head)
+            b->spool_wait_head->prev = NULL;
+        else
+            b->spool_wait_tail = NULL;
+        b->spool_wait_bytes -= m->len;
+        free(m);
+    }
+}
+
+/* The route a spooled record came by, from its key: an index into r->routes, or UINT32_MAX. */
+static uint32_t spool_route(const struct relay_broker *b, uint32_t key)
+{
+    size_t lo = 0, hi = b->n_to_keys;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+
+        if (b->to_keys[mid].key < key)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < b->n_to_keys && b->to_keys[lo].key == key ? b->to_keys[lo].index : UINT32_MAX;
+}
+
 /* Bytes a spooled destination connection may hold in memory: enough to keep its window busy,
  * little enough that the journal, not the heap, carries a backlog. */
 #define SPOOL_FEED_BYTES (256u * 1024u)
@@ -256,8 +344,7 @@ static void spool_feed(struct relay_broker *b, uint64_t now_ms)
         if (!m)
             return;
         c = &b->conns[conn % b->n_conns];
-        if (m->route >= b->r->n_routes || b->r->routes[m->route].to != b)
-            m->route = UINT32_MAX; /* the configuration changed since it was spooled */
+        m->route = spool_route(b, m->route); /* UINT32_MAX: the route is gone since */
         relay_session_enqueue(&c->s, m, now_ms);
         relay_mark(c);
     }
@@ -277,6 +364,7 @@ static void spools_run(struct relay *r, uint64_t now_ms, bool force)
             relay_spool_commit(b->spool, now_ms);
         }
         spool_feed(b, now_ms);
+        spool_unwait(b);
         relay_spool_check(b);
     }
 }
@@ -437,6 +525,36 @@ int relay_link_routes(struct relay *r)
         if (rt->sub_id > max_id)
             max_id = rt->sub_id;
     }
+    for (size_t i = 0; i < r->n_brokers; i++) {
+        struct relay_broker *b = &r->brokers[i];
+        size_t n = 0;
+
+        free(b->to_keys);
+        b->to_keys = NULL;
+        b->n_to_keys = 0;
+        for (size_t k = 0; k < r->n_routes; k++)
+            n += r->routes[k].to == b;
+        if (!n)
+            continue;
+        b->to_keys = calloc(n, sizeof(*b->to_keys));
+        if (!b->to_keys)
+            return -ENOMEM;
+        for (size_t k = 0; k < r->n_routes; k++) {
+            if (r->routes[k].to != b)
+                continue;
+            /* insertion sort: reloads are rare and routes into one broker few */
+            uint32_t key = relay_route_key(&r->routes[k]);
+            size_t at = b->n_to_keys;
+
+            while (at > 0 && b->to_keys[at - 1].key > key) {
+                b->to_keys[at] = b->to_keys[at - 1];
+                at--;
+            }
+            b->to_keys[at].key = key;
+            b->to_keys[at].index = (uint32_t)k;
+            b->n_to_keys++;
+        }
+    }
     free(r->by_sub_id);
     r->by_sub_id = calloc(max_id + 1u, sizeof(*r->by_sub_id));
     if (!r->by_sub_id)
@@ -522,9 +640,19 @@ void relay_free(struct relay *r)
         free(b->from);
         free(b->feeds);
     }
-    for (size_t i = 0; i < r->n_brokers; i++)
+    for (size_t i = 0; i < r->n_brokers; i++) {
+        struct relay_msg *m = r->brokers[i].spool_wait_head;
+
+        while (m) {
+            struct relay_msg *next = m->next;
+
+            free(m);
+            m = next;
+        }
+        free(r->brokers[i].to_keys);
         if (r->brokers[i].spool)
             relay_spool_close(r->brokers[i].spool);
+    }
     relay_routes_free(r->routes, r->n_routes);
     free(r->by_sub_id);
     free(r->scratch);

@@ -273,6 +273,7 @@ struct relay_msg {
     uint32_t len;             /* bytes in data */
     uint64_t spool_seq;       /* record number in the destination's spool; 0 = not spooled */
     uint16_t pid;             /* 0 until it enters the window */
+    uint16_t conn;            /* the pool connection it is for (spool records) */
     uint8_t qos;
     uint8_t state;            /* session.c's */
     uint8_t data[];
@@ -625,6 +626,17 @@ struct relay_broker {
     struct relay_spool *spool;      /* store and forward, NULL = none */
     char spool_who[96];             /* "spool <name>" */
     bool spool_full;                /* last relay_spool_full(): sources feeding it pause */
+    /* messages taken while the spool was full: appended, in order, as room frees up (bounded:
+     * the sources feeding this broker are paused meanwhile) */
+    struct relay_msg *spool_wait_head, *spool_wait_tail;
+    uint64_t spool_wait_bytes;
+    /* routes into this broker by relay_route_key(), sorted: spooled records name their route
+     * by key, which survives reloads and restarts */
+    struct {
+        uint32_t key;
+        uint32_t index;
+    } *to_keys;
+    size_t n_to_keys;
 };
 
 struct relay {
@@ -684,6 +696,13 @@ int relay_link_routes(struct relay *r);
 int relay_broker_open_spool(struct relay *r, struct relay_broker *b, char *err, size_t errlen);
 /* Closes c's link to reconnect at once (why: logged then): DISCONNECT first when it is up. */
 void relay_conn_restart(struct relay_conn *c, const char *why, uint64_t now_ms);
+
+/* A route's identity in spooled records: a hash of its name (stable across reloads and
+ * restarts as long as the name is). */
+uint32_t relay_route_key(const struct relay_route *rt);
+/* Appends m to b's spool, or to its wait list when the spool is full (m stays owned by the
+ * wait list then); 0, or -EFBIG when m can never fit (the caller drops it). */
+int relay_spool_put(struct relay_broker *b, struct relay_msg *m);
 
 /* relay.c: re-reads whether b's spool is full; pauses / resumes its sources on a change. */
 void relay_spool_check(struct relay_broker *b);

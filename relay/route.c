@@ -124,6 +124,16 @@ static void check_path(const struct relay *r, const struct mqc_props *props,
         *loop = true;
 }
 
+/* FNV-1a: spreads topics over a pool and keeps each topic on one connection (its order). */
+static uint32_t topic_hash(const uint8_t *t, size_t n)
+{
+    uint32_t h = 2166136261u;
+
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ t[i]) * 16777619u;
+    return h;
+}
+
 /* ---- building the outgoing message ------------------------------------------------------- */
 
 /* The MQTT 5 properties of the forwarded copy. Returns their length; *expiry and *expiry_at are
@@ -192,16 +202,6 @@ static size_t build_props(struct relay *r, const struct relay_route *rt, bool sr
     return len;
 }
 
-/* FNV-1a: spreads topics over a pool and keeps each topic on one connection (its order). */
-static uint32_t topic_hash(const uint8_t *t, size_t n)
-{
-    uint32_t h = 2166136261u;
-
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ t[i]) * 16777619u;
-    return h;
-}
-
 static void drop(struct relay *r, struct relay_route *rt, enum relay_drop why, uint64_t now_ms,
                  const struct mqc_publish *p)
 {
@@ -219,21 +219,30 @@ static int spool_one(struct relay *r, struct relay_route *rt, struct relay_conn 
                      const struct mqc_publish *p, struct relay_in_ref ref, struct relay_conn *dc,
                      struct relay_msg *m, uint64_t now_ms)
 {
-    struct relay_spool_ack ack = {ref.slot ? src : NULL, ref, src->s.epoch};
-    int rc = relay_spool_append(rt->to->spool, m, dc->idx, &ack);
+    struct relay_broker *b = rt->to;
 
-    free(m);
-    relay_spool_check(rt->to);
-    if (rc == 0)
-        return ref.slot ? 1 : 0;
-    if (!ref.slot) {
+    m->conn = (uint16_t)dc->idx;
+    if (ref.slot) {
+        m->src = src;
+        m->ref = ref;
+        m->src_epoch = src->s.epoch;
+    } else if (b->spool_wait_head && b->spool_wait_bytes + m->len > RELAY_WINDOW_HIGH) {
+        free(m); /* QoS 0 while the spool is full and much is waiting: as a window would */
         drop(r, rt, RELAY_DROP_QOS0_OVERFLOW, now_ms, p);
         return 0;
     }
-    /* not on disk, so not acknowledged: the source keeps it and redelivers it */
-    relay_log_limited(r->log, now_ms, RELAY_LOG_WARN, rt->to->spool_who,
-                      "full or failing (%s): holding messages unacknowledged", strerror(-rc));
-    return -1;
+    if (relay_spool_put(b, m) != 0) {
+        free(m);
+        drop(r, rt, RELAY_DROP_TOO_LARGE, now_ms, p);
+        return 0;
+    }
+    relay_spool_check(b);
+    return ref.slot ? 1 : 0;
+}
+
+uint32_t relay_route_key(const struct relay_route *rt)
+{
+    return topic_hash((const uint8_t *)rt->cfg->name, strlen(rt->cfg->name));
 }
 
 /* Queues one copy of p along rt. Returns 1 when a message that reports back was queued. */

@@ -1343,7 +1343,12 @@ uint64_t relay_session_deadline(const struct relay_session *s)
         break;
     }
     if (s->keepalive) {
-        d = s->ping_out ? s->ping_sent_ms + (uint64_t)s->keepalive * 1000u : ping_due(s);
+        if (!s->ping_out)
+            d = ping_due(s);
+        else if (s->rx_paused)
+            d = s->last_tx_ms + (uint64_t)s->keepalive * 750u;
+        else
+            d = s->ping_sent_ms + (uint64_t)s->keepalive * 1000u;
     }
     if (s->fl_head && s->cfg->ack_timeout_ms)
         d = earliest(d, s->fl_head->sent_ms + s->cfg->ack_timeout_ms);
@@ -1378,13 +1383,20 @@ int relay_session_tick(struct relay_session *s, uint64_t now_ms)
         s->rate_ready_ms = 0;
     if (s->retry_ready_ms && now_ms >= s->retry_ready_ms)
         s->retry_ready_ms = 0;
-    if (s->rx_paused)
-        return 0; /* not reading: no answer can arrive, so none is missing */
     if (s->keepalive) {
+        /* paused, we still ping (the broker must hear from us within the keepalive, and a
+         * write is how a closed link shows), but we are not reading: no PINGRESP can arrive,
+         * so none is missing */
         if (s->ping_out) {
-            if (now_ms >= s->ping_sent_ms + (uint64_t)s->keepalive * 1000u) {
+            if (!s->rx_paused && now_ms >= s->ping_sent_ms + (uint64_t)s->keepalive * 1000u) {
                 set_why(s, "no PINGRESP within %u s", s->keepalive);
                 return -ETIMEDOUT;
+            }
+            if (s->rx_paused && now_ms >= s->last_tx_ms + (uint64_t)s->keepalive * 750u) {
+                struct mqc_packet pkt = {.type = MQC_PINGREQ};
+
+                if (ctl_put(s, &pkt) != 0)
+                    return -ENOMEM;
             }
         } else if (now_ms >= ping_due(s)) {
             struct mqc_packet pkt = {.type = MQC_PINGREQ};
@@ -1395,6 +1407,8 @@ int relay_session_tick(struct relay_session *s, uint64_t now_ms)
             s->ping_sent_ms = now_ms;
         }
     }
+    if (s->rx_paused)
+        return 0; /* not reading: no acknowledgement can arrive, so none is missing */
     if (s->fl_head && s->cfg->ack_timeout_ms &&
         now_ms >= s->fl_head->sent_ms + s->cfg->ack_timeout_ms) {
         set_why(s, "no acknowledgement for packet id %u within %u ms: reconnecting to resend",
