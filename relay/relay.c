@@ -323,28 +323,28 @@ static uint32_t spool_route(const struct relay_broker *b, uint32_t key)
 #define SPOOL_FEED_BYTES (256u * 1024u)
 
 /* Moves durable records into the destination sessions, in journal order, while the connection
- * each is for is up and has room; stops at the first that cannot take its record (order). */
+ * each is for is up and has room; the first that cannot go yet is kept aside (the spool hands
+ * records out only once) and goes first next time. */
 static void spool_feed(struct relay_broker *b, uint64_t now_ms)
 {
     for (;;) {
-        struct relay_msg *m;
+        struct relay_msg *m = b->spool_next;
+        uint32_t conn = b->spool_next_conn;
         struct relay_conn *c;
-        uint32_t conn;
 
-        /* peek by taking: the spool hands out in order and cannot put back, so only take
-         * when the connection the next record is for can be known to have room; every
-         * connection must, since we learn the target only after taking it */
-        for (uint32_t j = 0; j < b->n_conns; j++) {
-            const struct relay_conn *k = &b->conns[j];
-
-            if (k->s.state != RELAY_SS_UP || k->s.win.queued >= SPOOL_FEED_BYTES)
+        if (!m) {
+            m = relay_spool_next(b->spool, &conn);
+            if (!m)
                 return;
+            m->route = spool_route(b, m->route); /* UINT32_MAX: the route is gone since */
         }
-        m = relay_spool_next(b->spool, &conn);
-        if (!m)
-            return;
         c = &b->conns[conn % b->n_conns];
-        m->route = spool_route(b, m->route); /* UINT32_MAX: the route is gone since */
+        if (c->s.state != RELAY_SS_UP || c->s.win.queued >= SPOOL_FEED_BYTES) {
+            b->spool_next = m;
+            b->spool_next_conn = conn;
+            return;
+        }
+        b->spool_next = NULL;
         relay_session_enqueue(&c->s, m, now_ms);
         relay_mark(c);
     }
@@ -650,6 +650,7 @@ void relay_free(struct relay *r)
             m = next;
         }
         free(r->brokers[i].to_keys);
+        free(r->brokers[i].spool_next);
         if (r->brokers[i].spool)
             relay_spool_close(r->brokers[i].spool);
     }

@@ -630,6 +630,8 @@ struct relay_broker {
      * the sources feeding this broker are paused meanwhile) */
     struct relay_msg *spool_wait_head, *spool_wait_tail;
     uint64_t spool_wait_bytes;
+    struct relay_msg *spool_next;   /* taken from the spool, its connection had no room yet */
+    uint32_t spool_next_conn;
     /* routes into this broker by relay_route_key(), sorted: spooled records name their route
      * by key, which survives reloads and restarts */
     struct {

@@ -123,6 +123,9 @@ static void remap_messages(struct relay *r, const uint32_t *map, size_t n_old)
             if (s->tx_msg && s->tx_msg->qos == 0 && s->tx_msg->route < n_old)
                 s->tx_msg->route = map[s->tx_msg->route];
         }
+        /* and what waits outside the sessions: for room in the spool, or in a connection */
+        remap_list(r->brokers[i].spool_wait_head, map, n_old);
+        remap_list(r->brokers[i].spool_next, map, n_old);
     }
 }
 
