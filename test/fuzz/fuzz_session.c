@@ -10,16 +10,18 @@
  *   2 FEED n bytes    n = next byte; that many raw bytes from the broker
  *   3 TICK d          advance the clock d * 50 ms (d = 0: to the session's deadline), tick
  *   4 DRAIN c         next_tx with cap 1 + c until it gives nothing; the bytes are checked
- *   5 ENQUEUE q s     an outgoing PUBLISH: QoS q % 3, payload s * 8 bytes, 5.0 expiry if q & 4
+ *   5 ENQUEUE q s     an outgoing PUBLISH: QoS q % 3, payload s * 8 bytes (s * 512 if q & 0x80),
+ *                     retain if q & 8, 5.0 expiry if q & 4
  *   6 IN_DONE i       one destination of a held incoming message finished (i-th pending)
  *   7 CONNACK f r     a CONNACK (code, session present, 5.0 properties from f and r)
- *   8 SUBACK f        answers the oldest SUBSCRIBE the session sent (f & 1: one refusal)
+ *   8 SUBACK f        answers the oldest (UN)SUBSCRIBE the session sent (f & 1: one refusal)
  *   9 ACK i f         PUBACK/PUBREC/PUBCOMP for the i-th packet id the session has in flight
  *                     (f: reason >= 0x80, "busy" 0x97, or a split feed)
  *  10 PUBLISH q p     a PUBLISH from the broker: QoS q % 3, packet id 1 + p % 32, DUP if q & 4
  *  11 PUBREL p        PUBREL for packet id 1 + p % 32
  *  12 PING/DISC f     PINGRESP, or DISCONNECT when f & 1
- *  13 PURGE f         relay_session_purge of messages whose id % 2 == f % 2
+ *  13 PURGE f         relay_session_purge of messages whose id % 2 == f % 2; when f & 2, a
+ *                     reload instead: relay_session_change_subs to the other of two lists
  *  14 RXPAUSE f       set_rx_paused(f & 1), then resume_rx when unpaused
  *  15 DISCONNECT r    relay_session_disconnect(reason r)
  *
@@ -90,6 +92,8 @@ struct fz {
     struct relay_session s;
     struct relay_log log;
     struct relay_sub subs[3];
+    struct relay_sub subs2[2][3]; /* the lists a reload switches between */
+    bool fresh[2][3];
     uint64_t now;
     bool open;       /* a link exists (OPEN done, CLOSE not yet) */
     uint8_t pub_ret; /* publish hook answers, 2 bits per call */
@@ -108,8 +112,9 @@ struct fz {
     uint8_t *tx;
     size_t tx_len, tx_cap;
     bool saw_connect;
-    uint16_t subq[MAX_SUBQ]; /* SUBSCRIBE packet ids awaiting SUBACK, with their counts */
+    uint16_t subq[MAX_SUBQ]; /* (UN)SUBSCRIBE packet ids awaiting (UN)SUBACK, with counts */
     uint16_t subn[MAX_SUBQ];
+    bool unsub[MAX_SUBQ];
     uint32_t n_subq;
     struct {
         uint16_t pid;
@@ -178,7 +183,9 @@ static void h_suback(struct relay_session *s, const struct relay_sub *sub, uint8
     struct fz *f = s->owner;
 
     (void)code;
-    CHECK(sub >= f->subs && sub < f->subs + 3, "suback() for a subscription we did not give");
+    CHECK((sub >= f->subs && sub < f->subs + 3) || (sub >= f->subs2[0] && sub < f->subs2[0] + 3) ||
+              (sub >= f->subs2[1] && sub < f->subs2[1] + 3),
+          "suback() for a subscription we did not give");
 }
 
 static void h_rx_full(struct relay_session *s, bool full)
@@ -207,7 +214,12 @@ static void note_packet(struct fz *f, const struct mqc_packet *p, uint8_t type)
 {
     if (type == MQC_SUBSCRIBE && f->n_subq < MAX_SUBQ) {
         f->subq[f->n_subq] = p->u.subscribe.packet_id;
+        f->unsub[f->n_subq] = false;
         f->subn[f->n_subq++] = (uint16_t)p->u.subscribe.count;
+    } else if (type == MQC_UNSUBSCRIBE && f->n_subq < MAX_SUBQ) {
+        f->subq[f->n_subq] = p->u.unsubscribe.packet_id;
+        f->unsub[f->n_subq] = true;
+        f->subn[f->n_subq++] = (uint16_t)p->u.unsubscribe.count;
     } else if (type == MQC_PUBLISH && p->u.publish.qos) {
         for (uint32_t i = 0; i < f->n_pids; i++)
             if (f->pids[i].pid == p->u.publish.packet_id) {
@@ -367,7 +379,7 @@ static void op_enqueue(struct fz *f)
     struct mqc_publish p = {.qos = (uint8_t)(q % 3u), .retain = (q & 8u) != 0};
     uint8_t props[16];
     size_t plen = 0, size, written, pid_off = 0;
-    static uint8_t payload[255 * 8];
+    static uint8_t payload[255 * 512];
     char topic[16];
     struct relay_msg *m;
     bool expiry = (q & 4u) && f->cfg.version == MQC_V5;
@@ -376,7 +388,8 @@ static void op_enqueue(struct fz *f)
         return;
     snprintf(topic, sizeof(topic), "o/%u", f->n_msgs % 7u);
     p.topic = (struct mqc_bytes){(const uint8_t *)topic, strlen(topic)};
-    p.payload = (struct mqc_bytes){payload, (size_t)s * 8u};
+    /* q & 0x80: a large one (up to 127 KiB), to cross the window's byte marks */
+    p.payload = (struct mqc_bytes){payload, (size_t)s * ((q & 0x80u) ? 512u : 8u)};
     p.packet_id = p.qos ? 1 : 0;
     if (expiry) {
         struct mqc_prop pr = {.id = MQC_PROP_MESSAGE_EXPIRY, .num = 1u + (q >> 4)};
@@ -465,17 +478,52 @@ static void op_suback(struct fz *f)
     uint8_t a = next(f);
     struct mqc_packet p = {.type = MQC_SUBACK};
     uint8_t codes[16];
+    size_t n;
 
     if (!f->n_subq)
         return;
+    n = f->subn[0] <= 16 ? f->subn[0] : 16;
+    if (f->unsub[0])
+        p.type = MQC_UNSUBACK;
     p.u.suback.packet_id = f->subq[0];
     for (size_t i = 0; i < sizeof(codes); i++)
-        codes[i] = (a & 1u) && i == 0 ? 0x80 : 1;
-    p.u.suback.codes = (struct mqc_bytes){codes, f->subn[0] <= 16 ? f->subn[0] : 16};
+        codes[i] = f->unsub[0] ? ((a & 1u) && i == 0 ? 0x11 : 0) : ((a & 1u) && i == 0 ? 0x80 : 1);
+    /* 3.x UNSUBACK has no codes */
+    p.u.suback.codes =
+        (struct mqc_bytes){codes, p.type == MQC_UNSUBACK && f->cfg.version != MQC_V5 ? 0 : n};
     memmove(f->subq, f->subq + 1, (f->n_subq - 1) * sizeof(f->subq[0]));
     memmove(f->subn, f->subn + 1, (f->n_subq - 1) * sizeof(f->subn[0]));
+    memmove(f->unsub, f->unsub + 1, (f->n_subq - 1) * sizeof(f->unsub[0]));
     f->n_subq--;
     feed_pkt(f, &p, (a & 2u) ? a : 0);
+}
+
+/* A reload: the other of two subscription lists, some entries fresh, the rest gone. */
+static void op_change_subs(struct fz *f, uint8_t b)
+{
+    static const char *const filters[2][3] = {{"f/#", "f/+/x", "$share/g/f/1/#"},
+                                              {"g/#", "f/+/x", "h/1"}};
+    const struct relay_sub *cur = f->s.subs;
+    int next_set = cur == f->subs2[0] ? 1 : 0;
+    size_t n = (size_t)((b >> 2) % 4u), n_gone = 0;
+    const char *gone[3];
+
+    for (size_t i = 0; i < n; i++) {
+        f->subs2[next_set][i] =
+            (struct relay_sub){filters[next_set][i], (uint8_t)(1u + i % 2u), (uint32_t)i + 7u};
+        f->fresh[next_set][i] = (b >> (4u + i)) & 1u;
+    }
+    for (size_t i = 0; i < f->s.n_subs && n_gone < 3; i++) {
+        bool kept = false;
+
+        for (size_t k = 0; k < n; k++)
+            kept |= !strcmp(f->s.subs[i].filter, f->subs2[next_set][k].filter);
+        if (!kept)
+            gone[n_gone++] = f->s.subs[i].filter;
+    }
+    CHECK(relay_session_change_subs(&f->s, f->subs2[next_set], n, f->fresh[next_set], gone,
+                                    n_gone) == 0,
+          "change_subs failed");
 }
 
 static void op_ack(struct fz *f)
@@ -623,9 +671,12 @@ static void step(struct fz *f)
         break;
     }
     case OP_PURGE: {
-        uint8_t parity = next(f) % 2u;
+        uint8_t b = next(f), parity = b % 2u;
 
-        relay_session_purge(&f->s, purge_pred, &parity);
+        if (b & 2u)
+            op_change_subs(f, b);
+        else
+            relay_session_purge(&f->s, purge_pred, &parity);
         break;
     }
     case OP_RXPAUSE: {
