@@ -36,7 +36,6 @@ import collections
 import itertools
 import socket
 import struct
-import sys
 import threading
 import time
 
@@ -425,8 +424,8 @@ class HostileBroker:
     Options: max_packet (too_large when the relay announces none: 3.x), ack_delay (seconds
     before acknowledging a PUBLISH in receive_max_1), flood_payload (bytes per message),
     flood_q0_per_q1 (QoS 0 messages between two QoS 1), over_rm_burst (PUBLISHes sent at once
-    in over_receive_max), over_rm_qos (their QoS; None: 1 and 2 alternating), topic_prefix (topics this broker publishes on: PREFIX/...),
-    hold_open (seconds the broker keeps a misbehaving link open waiting for the relay to close
+    in over_receive_max), over_rm_qos (their QoS; None: 1 and 2 alternating), topic_prefix
+    (topics this broker publishes on: PREFIX/...), hold_open (seconds the broker keeps a misbehaving link open waiting for the relay to close
     it before closing it itself), log (a function taking a line)."""
 
     def __init__(self, scenario="normal", role="source", name="hostile", port=0, armed=True,

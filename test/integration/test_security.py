@@ -26,11 +26,12 @@ import base64
 import os
 import re
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
 import threading
-import time
+import urllib.request
 
 sys.dont_write_bytecode = True
 import relaytest as rt  # noqa: E402
@@ -81,7 +82,7 @@ def section_a(t):
     t.section("A: passwords in logs (debug level), --check and /metrics")
     pw = {"auth5": "P5-" + secrets.token_hex(10), "auth3": "P3-" + secrets.token_hex(10),
           "wrong": "PW-" + secrets.token_hex(10)}
-    if not shutil_which("mosquitto_passwd"):
+    if not shutil.which("mosquitto_passwd"):
         t.note("mosquitto_passwd missing: section A skipped")
         return
     auth5 = password_broker(t, "auth5", {"relay5": pw["auth5"]})
@@ -144,7 +145,6 @@ def section_a(t):
     rt.wait_until(lambda: any("reload" in l for l in relay.log_lines()), 20)
     status, body = 0, ""
     try:
-        import urllib.request
         with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % metrics_port,
                                     timeout=5) as r:
             status, body = r.status, r.read().decode()
@@ -170,11 +170,6 @@ def section_a(t):
     t.check(rc == 0, "--check accepts the file (exit %d)" % rc, err[-2000:])
     found = leaks(out + err, pw)
     t.check(not found, "no password in --check's output", "found: %s" % found)
-
-
-def shutil_which(name):
-    import shutil
-    return shutil.which(name)
 
 
 def check_with_pwfile(t, text, password, name="check.conf", mode=0o600):
@@ -441,7 +436,6 @@ def section_d(t):
         for m, v in vals.items():
             text = text.replace(m, v)
         name = "limits-%02d.conf" % k
-        t0 = time.monotonic()
         rc, out, err = t.run_relay_once(text, ["--check"], name, timeout=60)
         first = err.strip().splitlines()[0] if err.strip() else ""
         t.check(rc == 1 and first.startswith("%s:%d:" % (name, line_no)),
