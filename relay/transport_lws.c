@@ -1716,6 +1716,9 @@ int relay_transport_new(const struct relay_transport_opts *o, struct relay_trans
     info.timeout_secs = TIMEOUT_SECS;
     info.gid = -1;
     info.uid = -1;
+    /* the buffer lws reads sockets into: 4 KiB by default, i.e. a read (and a callback) per
+     * ~60 small PUBLISHes; 64 KiB takes a busy stream in far fewer */
+    info.pt_serv_buf_size = 65536;
     t->ctx = lws_create_context(&info);
     if (!t->ctx) {
         snprintf(err, errlen, "libwebsockets: cannot create the context");
