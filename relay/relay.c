@@ -494,8 +494,10 @@ int relay_link_routes(struct relay *r)
     for (size_t i = 0; i < r->n_brokers; i++) {
         free(r->brokers[i].from);
         free(r->brokers[i].feeds);
+        relay_tree_free(r->brokers[i].tree);
         r->brokers[i].from = NULL;
         r->brokers[i].feeds = NULL;
+        r->brokers[i].tree = NULL;
         r->brokers[i].n_from = r->brokers[i].n_feeds = 0;
     }
     for (size_t i = 0; i < r->n_routes; i++) {
@@ -516,7 +518,7 @@ int relay_link_routes(struct relay *r)
                 break;
             }
         }
-        if (add_ptr((void ***)&f->from, &f->n_from, rt))
+        if (add_ptr((void ***)&f->from, &f->n_from, rt) || relay_tree_add(&f->tree, rt))
             return -ENOMEM;
         for (size_t k = 0; k < f->n_feeds; k++)
             known |= f->feeds[k] == rt->to;
@@ -639,6 +641,7 @@ void relay_free(struct relay *r)
         free(b->conns);
         free(b->from);
         free(b->feeds);
+        relay_tree_free(b->tree);
     }
     for (size_t i = 0; i < r->n_brokers; i++) {
         struct relay_msg *m = r->brokers[i].spool_wait_head;

@@ -623,6 +623,7 @@ struct relay_broker {
     size_t n_from;
     struct relay_broker **feeds;    /* brokers this one's routes write to (distinct) */
     size_t n_feeds;
+    struct relay_tree *tree;        /* the routes in from, by filter */
     struct relay_spool *spool;      /* store and forward, NULL = none */
     char spool_who[96];             /* "spool <name>" */
     bool spool_full;                /* last relay_spool_full(): sources feeding it pause */
@@ -698,6 +699,16 @@ int relay_link_routes(struct relay *r);
 int relay_broker_open_spool(struct relay *r, struct relay_broker *b, char *err, size_t errlen);
 /* Closes c's link to reconnect at once (why: logged then): DISCONNECT first when it is up. */
 void relay_conn_restart(struct relay_conn *c, const char *why, uint64_t now_ms);
+
+/* tree.c: routes by filter, matched in the topic's depth (not the number of routes). */
+struct relay_tree;
+typedef int (*relay_tree_fn)(struct relay_route *rt, void *arg);
+int relay_tree_add(struct relay_tree **root, struct relay_route *rt); /* by rt->match */
+void relay_tree_free(struct relay_tree *t);
+/* Calls fn for each route whose filter matches topic (a leading '+' or '#' not matching a
+ * '$' topic), at most once each; stops at and returns fn's first nonzero result. */
+int relay_tree_match(const struct relay_tree *t, const uint8_t *topic, size_t len,
+                     relay_tree_fn fn, void *arg);
 
 /* A route's identity in spooled records: a hash of its name (stable across reloads and
  * restarts as long as the name is). */

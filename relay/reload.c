@@ -232,6 +232,7 @@ int relay_reload(struct relay *r, const struct relay_config *ncfg, uint64_t now_
         nb[i].index = (uint32_t)i;
         nb[i].from = NULL;
         nb[i].feeds = NULL;
+        nb[i].tree = NULL;
         nb[i].n_from = nb[i].n_feeds = 0;
         if (!existing[i] && (rc = relay_broker_open_spool(r, &nb[i], err, errlen)) != 0)
             goto refuse_brokers;
@@ -269,6 +270,7 @@ int relay_reload(struct relay *r, const struct relay_config *ncfg, uint64_t now_
     for (size_t i = 0; i < r->n_brokers; i++) {
         free(r->brokers[i].from);
         free(r->brokers[i].feeds);
+        relay_tree_free(r->brokers[i].tree);
     }
     free(r->brokers);
     r->brokers = nb;

@@ -342,6 +342,37 @@ static int forward_one(struct relay *r, struct relay_route *rt, struct relay_con
     return ref.slot ? 1 : 0;
 }
 
+/* One message matched against the tree of routes from its broker. */
+struct matched {
+    struct relay *r;
+    struct relay_conn *src;
+    const struct mqc_publish *p;
+    struct relay_in_ref ref;
+    struct mqc_bytes path;
+    bool loop;
+    uint64_t now_ms;
+    int count;
+};
+
+static int on_match(struct relay_route *rt, void *arg)
+{
+    struct matched *m = arg;
+    int n;
+
+    if (!rt->cfg->share && m->src->idx != 0)
+        return 0; /* unshared routes subscribe on connection 0 only */
+    rt->received++;
+    if (m->loop) {
+        drop(m->r, rt, RELAY_DROP_LOOP, m->now_ms, m->p);
+        return 0;
+    }
+    n = forward_one(m->r, rt, m->src, m->p, m->ref, m->path, m->now_ms);
+    if (n < 0)
+        return -1;
+    m->count += n;
+    return 0;
+}
+
 int relay_route_forward(struct relay *r, struct relay_conn *src, const struct mqc_publish *p,
                         struct relay_in_ref ref, uint64_t now_ms)
 {
@@ -390,24 +421,9 @@ int relay_route_forward(struct relay *r, struct relay_conn *src, const struct mq
         if (by_id)
             return count;
     }
-    for (size_t i = 0; i < b->n_from; i++) {
-        struct relay_route *rt = b->from[i];
-        int n;
+    struct matched ctx = {r, src, p, ref, path, loop, now_ms, 0};
 
-        if (!rt->cfg->share && src->idx != 0)
-            continue; /* unshared routes subscribe on connection 0 only */
-        if (!mqc_topic_match((const uint8_t *)rt->match, rt->match_len, p->topic.p,
-                             p->topic.len))
-            continue;
-        rt->received++;
-        if (loop) {
-            drop(r, rt, RELAY_DROP_LOOP, now_ms, p);
-            continue;
-        }
-        n = forward_one(r, rt, src, p, ref, path, now_ms);
-        if (n < 0)
-            return -1;
-        count += n;
-    }
-    return count;
+    if (relay_tree_match(b->tree, p->topic.p, p->topic.len, on_match, &ctx) < 0)
+        return -1; /* hold it: the copies already queued go too, then a redelivery */
+    return ctx.count;
 }
