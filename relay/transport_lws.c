@@ -106,6 +106,7 @@ struct tls_vhost {
     char *ca_file, *cert_file, *key_file; /* NULL = not set */
     struct lws_vhost *vh;
     SSL_CTX *sctx; /* its client context, from LWS_CALLBACK_OPENSSL_LOAD_EXTRA_CLIENT_... */
+    char name[32]; /* lws keeps the pointer to the vhost's name: it must live as long */
 };
 
 struct relay_transport {
@@ -693,7 +694,6 @@ static struct tls_vhost *client_vhost(struct relay_transport *t, const char *ca,
     struct lws_context_creation_info info;
     const char *unreadable = NULL;
     struct tls_vhost *v;
-    char name[32];
 
     for (v = t->vhosts; v; v = v->next)
         if (same(v->ca_file, ca) && same(v->cert_file, cert) && same(v->key_file, key))
@@ -719,8 +719,8 @@ static struct tls_vhost *client_vhost(struct relay_transport *t, const char *ca,
         return NULL;
     }
     memset(&info, 0, sizeof(info));
-    snprintf(name, sizeof(name), "relay-client-%u", t->vhost_seq++);
-    info.vhost_name = name;
+    snprintf(v->name, sizeof(v->name), "relay-client-%u", t->vhost_seq++);
+    info.vhost_name = v->name;
     info.port = CONTEXT_PORT_NO_LISTEN;
     info.protocols = link_protocols;
     /* lws 4.1.6 only builds a vhost's client SSL_CTX when the vhost's own options ask for the
