@@ -685,9 +685,17 @@ void relay_conn_connect(struct relay_conn *c, uint64_t now_ms)
         relay_core_on_close(c, "cannot start connecting", now_ms);
 }
 
-/* Jittered exponential backoff: the wait is drawn in [backoff/2, backoff], then backoff
- * doubles up to reconnect.max. With several URLs, the next one is tried at once after a
- * failure, and the backoff applies when the list comes round again. */
+/* Jittered exponential backoff: the wait is drawn in [backoff, 1.5 x backoff] (never under
+ * reconnect.min, never over reconnect.max), then backoff doubles up to reconnect.max. With
+ * several URLs, the next one is tried at once after a failure, and the backoff applies when
+ * the list comes round again. */
+static uint32_t jittered(struct relay_conn *c)
+{
+    uint32_t d = c->backoff_ms + rnd(c->r) % (c->backoff_ms / 2u + 1u);
+
+    return d > c->b->cfg->reconnect_max_ms ? c->b->cfg->reconnect_max_ms : d;
+}
+
 static void conn_retry(struct relay_conn *c, const char *why, uint64_t now_ms)
 {
     const struct relay_broker_config *bc = c->b->cfg;
@@ -697,9 +705,9 @@ static void conn_retry(struct relay_conn *c, const char *why, uint64_t now_ms)
         c->backoff_ms = bc->reconnect_min_ms;
     if (!c->up_since && bc->n_urls > 1) {
         c->url_idx = (c->url_idx + 1) % bc->n_urls;
-        delay = c->url_idx ? 0 : c->backoff_ms / 2u + rnd(c->r) % (c->backoff_ms / 2u + 1u);
+        delay = c->url_idx ? 0 : jittered(c);
     } else {
-        delay = c->backoff_ms / 2u + rnd(c->r) % (c->backoff_ms / 2u + 1u);
+        delay = jittered(c);
     }
     if (delay && c->backoff_ms < bc->reconnect_max_ms)
         c->backoff_ms = c->backoff_ms > bc->reconnect_max_ms / 2u ? bc->reconnect_max_ms

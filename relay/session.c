@@ -105,8 +105,12 @@ static int peer_error(struct relay_session *s, int err, const char *what, uint64
     uint8_t reason = err < 0 ? mqc_reason_code(err) : (uint8_t)err;
 
     /* the owner logs it once, with the retry delay, when the link is gone */
-    set_why(s, "protocol error from broker: %s%s%s (reason 0x%02X)", what, err < 0 ? ": " : "",
-            err < 0 ? mqc_strerror(err) : "", reason);
+    if (s->cfg->version == MQC_V5)
+        set_why(s, "protocol error from broker: %s%s%s (DISCONNECT reason 0x%02X)", what,
+                err < 0 ? ": " : "", err < 0 ? mqc_strerror(err) : "", reason);
+    else /* 3.x has no reason codes: the link just closes */
+        set_why(s, "protocol error from broker: %s%s%s", what, err < 0 ? ": " : "",
+                err < 0 ? mqc_strerror(err) : "");
     relay_session_disconnect(s, reason, now_ms);
     return -EPROTO;
 }
