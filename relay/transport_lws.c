@@ -1194,6 +1194,7 @@ static int mem_tls_drain(struct link *l, struct lws *wsi)
     int n;
 
     while (rx_allowed(l, wsi) && !l->paused) {
+        ERR_clear_error(); /* SSL_get_error reads the thread's queue: no stale entries */
         n = SSL_read(l->ssl, buf, (int)sizeof(buf));
         if (n <= 0) {
             int e = SSL_get_error(l->ssl, n);
@@ -1232,6 +1233,7 @@ static int mem_tls_rx(struct link *l, struct lws *wsi, const void *in, size_t le
         return -1;
     }
     if (!l->hs_done) {
+        ERR_clear_error();
         r = SSL_do_handshake(l->ssl);
         if (r != 1) {
             int e = SSL_get_error(l->ssl, r);
@@ -1284,6 +1286,7 @@ static int mem_tls_writeable(struct link *l, struct lws *wsi)
         r = relay_core_on_writeable(l->conn, l->ptx, TX_CAP, &n, relay_now_ms());
         if (n > TX_CAP)
             return -1;
+        ERR_clear_error();
         if (n && SSL_write(l->ssl, l->ptx, (int)n) != (int)n) {
             mem_tls_why(l, -1);
             return -1;
@@ -1369,8 +1372,10 @@ static void mem_tls_last_words(struct link *l, struct lws *wsi)
         if (BIO_write(SSL_get_rbio(l->ssl), buf, (int)n) != (int)n)
             break;
     }
+    ERR_clear_error();
     while (!l->why[0] && SSL_read(l->ssl, buf, (int)sizeof(buf)) > 0)
         ; /* application data past the close is of no use now; stop at the alert */
+    ERR_clear_error(); /* what this dying link left must not fail the next one's I/O */
 }
 
 /* Why a link closed, when nothing more specific was recorded. */
