@@ -302,9 +302,15 @@ def run(t):
                 nxt = wait_live(t, x.pd, before)
                 rt.wait_until(lambda: any(i.get("pid") == pid for i in nxt.sent()), 10, 0.01)
                 first = next((i for i in nxt.sent() if i.get("pid") == pid), None)
-                t.check(first is not None and first["type"] == "PUBLISH" and first["dup"],
-                        "cut after a QoS 2 PUBLISH reached dst, before its PUBREC (pid %d): "
-                        "the next link resends it with DUP" % pid,
+                # dst answers PUBREC within microseconds, and the proxy's other thread may
+                # deliver it to the relay's socket before the cut lands. If the relay read it,
+                # it resumes with PUBREL [MQTT-4.4.0-1]; if the hang-up came first (the bytes
+                # were in its socket, unread), it resends the PUBLISH with DUP and the same
+                # id, which the QoS 2 broker deduplicates. Both are right; nothing else is.
+                ok = first is not None and (first["type"] == "PUBREL" or (
+                    first["type"] == "PUBLISH" and first["dup"]))
+                t.check(ok, "cut after a QoS 2 PUBLISH reached dst (pid %d): the next link "
+                        "resumes it (PUBREL) or resends it with DUP" % pid,
                         "first packet with that id: %s" % first)
                 time.sleep(0.3)
         phase(t, x, "B2: cut right after a QoS 2 PUBLISH reached dst (twice)",
