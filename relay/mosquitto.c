@@ -329,7 +329,7 @@ static int parse_addresses(struct mq *mq, struct mq_at at, struct mq_conn *c, ch
         char *colon = strrchr(tok, ':');
         unsigned port = 1883;
         if (colon) {
-            int n, rc;
+            int n = 0, rc;
             *colon = '\0';
             if ((rc = get_uint(mq, at, "address port", colon + 1, 65535, &n)) < 0)
                 return rc;
