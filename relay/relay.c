@@ -55,6 +55,45 @@ void relay_mark(struct relay_conn *c)
     r->dirty[r->n_dirty++] = c;
 }
 
+/* ---- message buffers ---------------------------------------------------------------------- */
+
+static const size_t msg_class[2] = {256, 2048}; /* packet bytes each class holds */
+#define MSG_CACHE_MAX 4096u                      /* buffers kept per class */
+
+struct relay_msg *relay_msg_alloc(struct relay *r, size_t size)
+{
+    struct relay_msg *m;
+    int k = size <= msg_class[0] ? 0 : size <= msg_class[1] ? 1 : -1;
+
+    if (k >= 0 && r->msg_cache[k]) {
+        m = r->msg_cache[k];
+        r->msg_cache[k] = m->next;
+        r->msg_cached[k]--;
+    } else {
+        m = malloc(sizeof(*m) + (k >= 0 ? msg_class[k] : size));
+        if (!m)
+            return NULL;
+    }
+    /* the header only: sizeof(*m) may reach past the start of data[] (padding), and the
+     * caller encodes into data[] next */
+    memset(m, 0, sizeof(*m));
+    m->cache = (uint8_t)(k + 1);
+    return m;
+}
+
+void relay_msg_free(struct relay *r, struct relay_msg *m)
+{
+    int k = (int)m->cache - 1;
+
+    if (k < 0 || r->msg_cached[k] >= MSG_CACHE_MAX) {
+        free(m);
+        return;
+    }
+    m->next = r->msg_cache[k];
+    r->msg_cache[k] = m;
+    r->msg_cached[k]++;
+}
+
 /* ---- session hooks ------------------------------------------------------------------------ */
 
 static bool is_orphan(const struct relay_msg *m, void *arg)
@@ -173,7 +212,7 @@ static void hook_done(struct relay_session *s, struct relay_msg *m, int drop, ui
         relay_spool_delivered(c->b->spool, m->spool_seq);
         relay_spool_check(c->b);
     }
-    free(m);
+    relay_msg_free(r, m);
 }
 
 static void hook_suback(struct relay_session *s, const struct relay_sub *sub, uint8_t code)
@@ -656,6 +695,14 @@ void relay_free(struct relay *r)
         free(r->brokers[i].spool_next);
         if (r->brokers[i].spool)
             relay_spool_close(r->brokers[i].spool);
+    }
+    for (int k = 0; k < 2; k++) {
+        while (r->msg_cache[k]) {
+            struct relay_msg *m = r->msg_cache[k];
+
+            r->msg_cache[k] = m->next;
+            free(m);
+        }
     }
     relay_routes_free(r->routes, r->n_routes);
     free(r->by_sub_id);

@@ -274,6 +274,7 @@ struct relay_msg {
     uint64_t spool_seq;       /* record number in the destination's spool; 0 = not spooled */
     uint16_t pid;             /* 0 until it enters the window */
     uint16_t conn;            /* the pool connection it is for (spool records) */
+    uint8_t cache;            /* relay_msg_alloc's size class + 1; 0 = plain malloc */
     uint8_t qos;
     uint8_t state;            /* session.c's */
     uint8_t data[];
@@ -654,6 +655,9 @@ struct relay {
     uint32_t n_by_sub_id, next_sub_id;
     uint8_t *scratch;               /* topic + properties of the message being built */
     size_t scratch_cap;
+    /* freed message buffers of two sizes, reused: no malloc/free per forwarded message */
+    struct relay_msg *msg_cache[2];
+    uint32_t msg_cached[2];
     struct relay_conn **dirty;      /* connections to sync with the transport */
     size_t n_dirty, dirty_cap;
     uint64_t rng;
@@ -664,8 +668,8 @@ struct relay {
     uint64_t now_ms;                /* the time of the entry point running (spool callbacks) */
     /* counters */
     uint64_t latency_count;
-    double latency_sum;
-    uint64_t latency_buckets[RELAY_LATENCY_BUCKETS];
+    uint64_t latency_sum_ms;
+    uint64_t latency_buckets[RELAY_LATENCY_BUCKETS]; /* per bucket; cumulated when rendered */
 };
 
 /* Builds the running relay from cfg (kept by pointer: it must outlive r). 0, or -ENOMEM /
@@ -738,6 +742,12 @@ int relay_scratch_init(struct relay *r, const struct relay_config *cfg);
  * the old configuration after the call, and keeps ncfg alive). */
 int relay_reload(struct relay *r, const struct relay_config *ncfg, uint64_t now_ms, char *err,
                  size_t errlen);
+
+/* A message with room for size bytes of packet, its header zeroed: from a free list for the
+ * common sizes. NULL when out of memory. relay_msg_free() puts it back (or frees it); plain
+ * free() is also correct for any message. */
+struct relay_msg *relay_msg_alloc(struct relay *r, size_t size);
+void relay_msg_free(struct relay *r, struct relay_msg *m);
 
 /* metrics.c: the Prometheus text of /metrics into a malloc'ed buffer. */
 int relay_metrics_render(const struct relay *r, char **body, size_t *len);

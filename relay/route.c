@@ -12,6 +12,7 @@
 #define RELAY_PATH "relay-path"
 #define RELAY_PATH_LEN 10u
 #define TOPIC_MAX 65535u
+#define FEW_ROUTES 4u /* up to this many routes from a broker, no tree walk */
 
 int relay_routes_build(struct relay *r, struct relay_broker *brokers,
                        const struct relay_config *cfg, struct relay_route **out, size_t *n_out,
@@ -308,16 +309,14 @@ static int forward_one(struct relay *r, struct relay_route *rt, struct relay_con
         drop(r, rt, RELAY_DROP_QOS0_OVERFLOW, now_ms, p);
         return 0;
     }
-    m = malloc(sizeof(*m) + size);
+    m = relay_msg_alloc(r, size);
     if (!m) {
         relay_log_limited(r->log, now_ms, RELAY_LOG_ERROR, rt->cfg->name,
                           "out of memory: message not forwarded (the source will redeliver it)");
         return -1;
     }
-    /* the header first: sizeof(*m) may reach past the start of data[] (padding) */
-    memset(m, 0, sizeof(*m));
     if (mqc_encode_publish(&out, dcfg->version, m->data, size, &written, &pid_off) != MQC_OK) {
-        free(m);
+        relay_msg_free(r, m);
         drop(r, rt, RELAY_DROP_TOO_LARGE, now_ms, p);
         return 0;
     }
@@ -423,6 +422,18 @@ int relay_route_forward(struct relay *r, struct relay_conn *src, const struct mq
     }
     struct matched ctx = {r, src, p, ref, path, loop, now_ms, 0};
 
+    if (b->n_from <= FEW_ROUTES) {
+        /* a few routes: matching each filter costs less than walking the tree */
+        for (size_t i = 0; i < b->n_from; i++) {
+            struct relay_route *rt = b->from[i];
+
+            if (mqc_topic_match((const uint8_t *)rt->match, rt->match_len, p->topic.p,
+                                p->topic.len) &&
+                on_match(rt, &ctx) < 0)
+                return -1;
+        }
+        return ctx.count;
+    }
     if (relay_tree_match(b->tree, p->topic.p, p->topic.len, on_match, &ctx) < 0)
         return -1; /* hold it: the copies already queued go too, then a redelivery */
     return ctx.count;

@@ -464,6 +464,7 @@ static struct relay_msg *downgrade(struct relay_session *s, struct relay_msg *m,
         return NULL;
     *n = *m;
     n->next = n->prev = NULL;
+    n->cache = 0; /* sized exactly, not one of relay_msg_alloc's classes */
     if (mqc_encode_publish(&p, s->cfg->version, n->data, size, &written, &pid_off) != MQC_OK) {
         free(n);
         return NULL;
@@ -1034,6 +1035,16 @@ static int handle(struct relay_session *s, const uint8_t *buf, size_t len, uint6
         if (s->state < RELAY_SS_SUBSCRIBING)
             return peer_error(s, 0x82, "PUBLISH before CONNACK", now_ms);
         return on_publish(s, buf, len, now_ms);
+    }
+    /* the commonest packet after PUBLISH: a 4-byte acknowledgement (code 0, no properties in
+     * 5.0's short form), checked here without the general decoder; anything else, including
+     * every malformed variant, goes the long way */
+    if (len == 4 && buf[1] == 2 && type >= MQC_PUBACK && type <= MQC_PUBCOMP &&
+        (buf[0] & 0x0Fu) == (type == MQC_PUBREL ? 0x02u : 0x00u) && (buf[2] | buf[3]) &&
+        s->state >= RELAY_SS_SUBSCRIBING && s->state != RELAY_SS_CLOSING) {
+        struct mqc_ack a = {.packet_id = (uint16_t)(buf[2] << 8 | buf[3])};
+
+        return type == MQC_PUBREL ? on_pubrel(s, &a, now_ms) : on_ack(s, type, &a, now_ms);
     }
     rc = mqc_decode(buf, len, s->cfg->version, &pkt);
     if (rc != MQC_OK) {
