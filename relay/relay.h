@@ -360,6 +360,7 @@ struct relay_session {
     /* receive side */
     uint8_t *rx;          /* unprocessed bytes (a partial packet, or packets deferred) */
     size_t rx_len, rx_cap;
+    size_t rx_kept;       /* leading bytes of rx known to be waiting PUBLISHes (rx_full) */
 
     /* control bytes to send (CONNECT, SUBSCRIBE, acks, PUBREL, PINGREQ, DISCONNECT) */
     uint8_t *ctl;

@@ -587,6 +587,7 @@ int relay_session_open(struct relay_session *s, uint64_t now_ms)
     s->ping_out = false;
     s->over_rm_said = false;
     s->rx_len = 0;
+    s->rx_kept = 0;
     s->ctl_len = s->ctl_off = 0;
     s->sub_pending = 0;
     s->sub_next = 0;
@@ -619,6 +620,7 @@ void relay_session_closed(struct relay_session *s, uint64_t now_ms)
     s->state = RELAY_SS_DOWN;
     s->epoch++;
     s->rx_len = 0;
+    s->rx_kept = 0;
     s->ctl_len = s->ctl_off = 0;
     s->ping_out = false;
     s->sub_pending = 0;
@@ -1139,8 +1141,10 @@ static int process(struct relay_session *s, const uint8_t *buf, size_t len, size
  * two relays' worth of full windows cannot deadlock on each other. */
 static int process_rx(struct relay_session *s, uint64_t now_ms)
 {
-    size_t rd = 0, w = 0;
     bool hold = s->rx_full;
+    /* while holding, the front of the buffer is PUBLISHes already found to wait: start after
+     * them instead of scanning (and moving) them again at every read */
+    size_t rd = hold ? s->rx_kept : 0, w = rd;
     int rc = 0;
 
     while (rd < s->rx_len && s->state != RELAY_SS_CLOSING && s->state != RELAY_SS_DOWN) {
@@ -1180,6 +1184,7 @@ static int process_rx(struct relay_session *s, uint64_t now_ms)
         memmove(s->rx + w, s->rx + rd, s->rx_len - rd);
         s->rx_len = w + (s->rx_len - rd);
     }
+    s->rx_kept = hold && s->rx_full ? w : 0;
     if (s->rx_len > RX_HARD_CAP) {
         set_why(s, "the broker sends more unacknowledged messages than receive_maximum (%u) "
                    "allows; closing to let it redeliver (raise receive_maximum?)",
