@@ -156,14 +156,7 @@ static void hook_up(struct relay_session *s, bool session_present, uint64_t now_
                 next = m->next;
                 if (!is_orphan(m, c))
                     continue;
-                if (m->prev)
-                    m->prev->next = m->next;
-                else
-                    b->spool_wait_head = m->next;
-                if (m->next)
-                    m->next->prev = m->prev;
-                else
-                    b->spool_wait_tail = m->prev;
+                relay_msg_unlink(&b->spool_wait_head, &b->spool_wait_tail, m);
                 b->spool_wait_bytes -= m->len;
                 free(m);
                 purged++;
@@ -312,13 +305,7 @@ int relay_spool_put(struct relay_broker *b, struct relay_msg *m)
         free(m); /* the spool copied it */
         return 0;
     }
-    m->next = NULL;
-    m->prev = b->spool_wait_tail;
-    if (b->spool_wait_tail)
-        b->spool_wait_tail->next = m;
-    else
-        b->spool_wait_head = m;
-    b->spool_wait_tail = m;
+    relay_msg_push_back(&b->spool_wait_head, &b->spool_wait_tail, m);
     b->spool_wait_bytes += m->len;
     return 0;
 }
@@ -331,11 +318,7 @@ static void spool_unwait(struct relay_broker *b)
 
         if (spool_append(b, m) != 0)
             return;
-        b->spool_wait_head = m->next;
-        if (b->spool_wait_head)
-            b->spool_wait_head->prev = NULL;
-        else
-            b->spool_wait_tail = NULL;
+        relay_msg_unlink(&b->spool_wait_head, &b->spool_wait_tail, m);
         b->spool_wait_bytes -= m->len;
         free(m);
     }

@@ -280,6 +280,45 @@ struct relay_msg {
     uint8_t data[];
 };
 
+/* Doubly linked lists of messages (queues, in-flight lists, waits), by head and tail. */
+static inline void relay_msg_unlink(struct relay_msg **head, struct relay_msg **tail,
+                                    struct relay_msg *m)
+{
+    if (m->prev)
+        m->prev->next = m->next;
+    else
+        *head = m->next;
+    if (m->next)
+        m->next->prev = m->prev;
+    else
+        *tail = m->prev;
+    m->next = m->prev = NULL;
+}
+
+static inline void relay_msg_push_back(struct relay_msg **head, struct relay_msg **tail,
+                                       struct relay_msg *m)
+{
+    m->next = NULL;
+    m->prev = *tail;
+    if (*tail)
+        (*tail)->next = m;
+    else
+        *head = m;
+    *tail = m;
+}
+
+static inline void relay_msg_push_front(struct relay_msg **head, struct relay_msg **tail,
+                                        struct relay_msg *m)
+{
+    m->prev = NULL;
+    m->next = *head;
+    if (*head)
+        (*head)->prev = m;
+    else
+        *tail = m;
+    *head = m;
+}
+
 /* One subscription a session makes after each CONNACK. */
 struct relay_sub {
     const char *filter; /* as sent ("$share/g/f" included) */

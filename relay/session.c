@@ -115,43 +115,6 @@ static int peer_error(struct relay_session *s, int err, const char *what, uint64
     return -EPROTO;
 }
 
-/* ---- list helpers for outgoing messages ------------------------------------------------- */
-
-static void list_unlink(struct relay_msg **head, struct relay_msg **tail, struct relay_msg *m)
-{
-    if (m->prev)
-        m->prev->next = m->next;
-    else
-        *head = m->next;
-    if (m->next)
-        m->next->prev = m->prev;
-    else
-        *tail = m->prev;
-    m->next = m->prev = NULL;
-}
-
-static void list_push_back(struct relay_msg **head, struct relay_msg **tail, struct relay_msg *m)
-{
-    m->next = NULL;
-    m->prev = *tail;
-    if (*tail)
-        (*tail)->next = m;
-    else
-        *head = m;
-    *tail = m;
-}
-
-static void list_push_front(struct relay_msg **head, struct relay_msg **tail, struct relay_msg *m)
-{
-    m->prev = NULL;
-    m->next = *head;
-    if (*head)
-        (*head)->prev = m;
-    else
-        *tail = m;
-    *head = m;
-}
-
 /* ---- lifecycle ---------------------------------------------------------------------------- */
 
 int relay_session_init(struct relay_session *s, const struct relay_session_cfg *cfg,
@@ -391,7 +354,7 @@ void relay_session_enqueue(struct relay_session *s, struct relay_msg *m, uint64_
     (void)now_ms;
     m->state = MS_PENDING;
     m->pid = 0;
-    list_push_back(&s->pend_head, &s->pend_tail, m);
+    relay_msg_push_back(&s->pend_head, &s->pend_tail, m);
     if (relay_window_add(&s->win, m->len) > 0 && s->hooks->window)
         s->hooks->window(s, +1);
 }
@@ -543,20 +506,20 @@ static struct relay_msg *take_next(struct relay_session *s, uint64_t now_ms)
         if (!may_publish(s, now_ms))
             return NULL;
         m = s->pend_head;
-        list_unlink(&s->pend_head, &s->pend_tail, m);
+        relay_msg_unlink(&s->pend_head, &s->pend_tail, m);
         m = vet(s, m, now_ms);
         if (!m)
             continue;
         if (!relay_bucket_take(&s->rate_msgs, 1, now_ms, &ready) ||
             !relay_bucket_take(&s->rate_bytes, m->len, now_ms, &ready)) {
             s->rate_ready_ms = ready;
-            list_push_front(&s->pend_head, &s->pend_tail, m);
+            relay_msg_push_front(&s->pend_head, &s->pend_tail, m);
             return NULL;
         }
         if (m->qos) {
             if (!m->pid) {
                 if (ensure_slots(s, s->win.limit) != 0 || !(m->pid = alloc_pid(s))) {
-                    list_push_front(&s->pend_head, &s->pend_tail, m);
+                    relay_msg_push_front(&s->pend_head, &s->pend_tail, m);
                     return NULL;
                 }
                 s->slot_state[m->pid - 1] = SL_PUB;
@@ -570,7 +533,7 @@ static struct relay_msg *take_next(struct relay_session *s, uint64_t now_ms)
             m->state = MS_INFLIGHT;
             m->sent_ms = now_ms;
             relay_window_sent(&s->win);
-            list_push_back(&s->fl_head, &s->fl_tail, m);
+            relay_msg_push_back(&s->fl_head, &s->fl_tail, m);
         }
         return m;
     }
@@ -626,16 +589,16 @@ void relay_session_closed(struct relay_session *s, uint64_t now_ms)
     s->sub_pending = 0;
     s->rx_paused = false;
     if (s->tx_msg && s->tx_msg->qos == 0) /* half-written QoS 0: send it again whole */
-        list_push_front(&s->pend_head, &s->pend_tail, s->tx_msg);
+        relay_msg_push_front(&s->pend_head, &s->pend_tail, s->tx_msg);
     s->tx_msg = NULL;
     /* unacknowledged PUBLISHes go back to the head of the queue, in their original order, with
      * their packet identifiers: they are resent (DUP) after the next CONNACK */
     while (s->fl_tail) {
         struct relay_msg *m = s->fl_tail;
 
-        list_unlink(&s->fl_head, &s->fl_tail, m);
+        relay_msg_unlink(&s->fl_head, &s->fl_tail, m);
         m->state = MS_PENDING | MS_RESENT;
-        list_push_front(&s->pend_head, &s->pend_tail, m);
+        relay_msg_push_front(&s->pend_head, &s->pend_tail, m);
     }
     s->win.inflight = 0;
     in_reset(s);
@@ -818,7 +781,7 @@ static int on_ack(struct relay_session *s, uint8_t type, const struct mqc_ack *a
         snprintf(what, sizeof(what), "%s for unknown packet id %u", mqc_type_name(type), pid);
         return peer_error(s, 0x82, what, now_ms);
     }
-    list_unlink(&s->fl_head, &s->fl_tail, m);
+    relay_msg_unlink(&s->fl_head, &s->fl_tail, m);
     if (a->code >= 0x80) {
         s->slots[pid - 1] = NULL;
         s->slot_state[pid - 1] = SL_FREE;
@@ -831,7 +794,7 @@ static int on_ack(struct relay_session *s, uint8_t type, const struct mqc_ack *a
                               mqc_type_name(type), a->code, RETRY_BUSY_MS);
             m->pid = 0;
             m->state = MS_PENDING;
-            list_push_front(&s->pend_head, &s->pend_tail, m);
+            relay_msg_push_front(&s->pend_head, &s->pend_tail, m);
             s->retry_ready_ms = now_ms + RETRY_BUSY_MS;
             return 0;
         }
@@ -911,7 +874,7 @@ size_t relay_session_purge(struct relay_session *s,
         struct relay_msg *next = m->next;
 
         if (!(m->state & MS_RESENT) && pred(m, arg)) {
-            list_unlink(&s->pend_head, &s->pend_tail, m);
+            relay_msg_unlink(&s->pend_head, &s->pend_tail, m);
             if (relay_window_remove(&s->win, m->len) < 0 && s->hooks->window)
                 s->hooks->window(s, -1);
             free(m);
