@@ -625,8 +625,8 @@ static bool relay_id_ok(const char *id)
 
 static int parse_relay(struct ld *ld, const config_setting_t *root)
 {
-    static const char *const keys[] = {"id",       "log_level", "metrics", "drain_timeout",
-                                       "max_hops", NULL};
+    static const char *const keys[] = {"id",       "log_level", "metrics",      "drain_timeout",
+                                       "max_hops", "batch_wait_us", NULL};
     static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
     struct relay_config *cfg = ld->cfg;
     const config_setting_t *g;
@@ -640,6 +640,7 @@ static int parse_relay(struct ld *ld, const config_setting_t *root)
     cfg->log_level = RELAY_LOG_INFO;
     cfg->drain_timeout_ms = 5000;
     cfg->max_hops = 8;
+    cfg->batch_wait_us = RELAY_BATCH_WAIT_US;
     ld->kp = "relay.";
     if (g) {
         if ((rc = check_keys(ld, g, keys)) < 0 || (rc = get_str(ld, g, "id", &v)) < 0)
@@ -676,6 +677,9 @@ static int parse_relay(struct ld *ld, const config_setting_t *root)
         if ((rc = get_int(ld, g, "max_hops", 1, 64, 8, &n)) < 0)
             return rc;
         cfg->max_hops = (uint32_t)n;
+        if ((rc = get_int(ld, g, "batch_wait_us", 0, 5000, RELAY_BATCH_WAIT_US, &n)) < 0)
+            return rc;
+        cfg->batch_wait_us = (uint32_t)n;
     }
     ld->kp = "";
     if (!cfg->id) {

@@ -47,7 +47,8 @@ static void install_signals(void)
 /* SIGHUP: read the file again; a file that does not load, or a change that needs a restart,
  * is logged and the running configuration kept. On success *cfg is the new one (the old one
  * freed). */
-static void do_reload(struct relay *r, struct relay_log *log, struct relay_config **cfg)
+static void do_reload(struct relay *r, struct relay_transport *t, struct relay_log *log,
+                      struct relay_config **cfg)
 {
     struct relay_config *ncfg = calloc(1, sizeof(*ncfg));
     char err[1024];
@@ -74,6 +75,7 @@ static void do_reload(struct relay *r, struct relay_log *log, struct relay_confi
         relay_config_cleanup(ncfg);
         free(ncfg);
     } else {
+        relay_transport_set_batch_wait(t, ncfg->batch_wait_us);
         relay_config_cleanup(*cfg);
         free(*cfg);
         *cfg = ncfg;
@@ -97,6 +99,7 @@ static int run(struct relay_config **cfgp)
     topts.metrics_host = cfg->metrics_host;
     topts.metrics_port = cfg->metrics_port;
     topts.log_level = cfg->log_level;
+    topts.batch_wait_us = cfg->batch_wait_us;
     /* the core pointer is set once the relay exists; the transport keeps opts by value */
     rc = relay_transport_new(&topts, &t, err, sizeof(err));
     if (rc) {
@@ -125,7 +128,7 @@ static int run(struct relay_config **cfgp)
         }
         if (reload && !stopping) {
             reload = 0;
-            do_reload(r, &log, cfgp);
+            do_reload(r, t, &log, cfgp);
         }
         if (stop) {
             if (!stopping)

@@ -173,6 +173,13 @@ int relay_metrics_render(const struct relay *r, char **body, size_t *len)
     conn_metric(f, r, "mqtt_relay_bytes_received_total", "counter",
                 "Bytes read from the broker.", v_received);
     spool_metrics(f, r);
+    head(f, "mqtt_relay_read_batch_waits_total", "counter",
+         "Times the relay waited for more packets before reading again (relay.batch_wait_us).");
+    fprintf(f, "mqtt_relay_read_batch_waits_total %llu\n", (unsigned long long)r->batch_waits);
+    head(f, "mqtt_relay_read_batch_wait_seconds_total", "counter",
+         "Time spent in those waits.");
+    fprintf(f, "mqtt_relay_read_batch_wait_seconds_total %.6f\n",
+            (double)r->batch_wait_us / 1e6);
     head(f, "mqtt_relay_forward_latency_seconds", "histogram",
          "From a message's arrival to its delivery (acknowledgement for QoS 1/2).");
     uint64_t cum = 0;

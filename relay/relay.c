@@ -1097,6 +1097,19 @@ bool relay_core_wants_write(const struct relay_conn *c)
     return c->write_asked;
 }
 
+uint64_t relay_core_rx_packets(const struct relay_conn *c)
+{
+    return c->s.packets_in;
+}
+
+void relay_core_batch_waited(void *core, uint32_t us)
+{
+    struct relay *r = core;
+
+    r->batch_waits++;
+    r->batch_wait_us += us;
+}
+
 void relay_core_on_close(struct relay_conn *c, const char *why, uint64_t now_ms)
 {
     struct relay *r = c->r;

@@ -19,6 +19,7 @@
 #include "mqttcodec.h"
 
 #define RELAY_VERSION_STRING "0.1.0"
+#define RELAY_BATCH_WAIT_US 300u /* relay.batch_wait_us default */
 
 /* ======================================================================================== */
 /* config.c: the configuration file, as plain data                                          */
@@ -105,6 +106,7 @@ struct relay_config {
     uint16_t metrics_port;
     uint32_t drain_timeout_ms;      /* default 5000 */
     uint32_t max_hops;              /* default 8 */
+    uint32_t batch_wait_us;         /* read batching under load, see transport_lws.c */
     struct relay_broker_config *brokers;
     size_t n_brokers;
     struct relay_route_config *routes;
@@ -394,6 +396,7 @@ struct relay_session {
     enum relay_session_state state;
     bool bridge_refused;  /* the broker refused the bridge bit: connect without it */
     bool rx_paused;       /* the owner paused reading (keepalive / ack timeouts suspended) */
+    uint64_t packets_in;  /* packets handled since the session was made (read batching) */
     bool rx_full;         /* held messages at the cap */
 
     /* receive side */
@@ -709,6 +712,7 @@ struct relay {
     /* counters */
     uint64_t latency_count;
     uint64_t latency_sum_ms;
+    uint64_t batch_waits, batch_wait_us; /* read batching (transport): waits, and their sum */
     uint64_t latency_buckets[RELAY_LATENCY_BUCKETS]; /* per bucket; cumulated when rendered */
 };
 
@@ -872,6 +876,10 @@ int relay_core_on_rx(struct relay_conn *c, const uint8_t *in, size_t n, uint64_t
 int relay_core_on_writeable(struct relay_conn *c, uint8_t *out, size_t cap, size_t *len,
                             uint64_t now_ms);
 bool relay_core_wants_write(const struct relay_conn *c);
+/* Packets received on c so far (a counter: the transport takes differences). */
+uint64_t relay_core_rx_packets(const struct relay_conn *c);
+/* The transport waited us microseconds to batch reads (counted in /metrics). */
+void relay_core_batch_waited(void *core, uint32_t us);
 void relay_core_on_close(struct relay_conn *c, const char *why, uint64_t now_ms);
 void relay_core_tick(void *core, uint64_t now_ms);
 
@@ -893,6 +901,7 @@ struct relay_transport_opts {
     const char *metrics_host;    /* NULL = no HTTP listener */
     uint16_t metrics_port;
     enum relay_log_level log_level; /* libwebsockets' lines are shown through relay_log_raw */
+    uint32_t batch_wait_us;         /* read batching: the longest wait under load; 0 = off */
 };
 /* 0 and *out, or -errno with a message in err (e.g. the metrics port cannot be bound:
  * -EADDRINUSE). */
@@ -906,6 +915,8 @@ void relay_transport_set_core(struct relay_transport *t, void *core);
 const struct relay_io *relay_transport_io(struct relay_transport *t);
 /* Runs the event loop once (waits at most timeout_ms); returns <0 on a fatal error. */
 int relay_transport_service(struct relay_transport *t, int timeout_ms);
+/* Read batching's longest wait (relay.batch_wait_us), e.g. after a reload; 0 = off. */
+void relay_transport_set_batch_wait(struct relay_transport *t, uint32_t us);
 /* Wakes a blocked relay_transport_service() from a signal handler (async-signal-safe). */
 void relay_transport_cancel(struct relay_transport *t);
 /* Monotonic milliseconds (the one clock the core is given). */

@@ -996,6 +996,7 @@ static int handle(struct relay_session *s, const uint8_t *buf, size_t len, uint6
     int rc;
     char what[96];
 
+    s->packets_in++;
     if (type == MQC_PUBLISH) {
         if (s->state < RELAY_SS_SUBSCRIBING)
             return peer_error(s, 0x82, "PUBLISH before CONNACK", now_ms);

@@ -8,6 +8,7 @@ One command measures, on loopback, with the same Mosquitto configuration everywh
            Mosquitto bridging A to B), relay (mqtt-relay between A and B)
   latency  p50/p99 on the same paths at a fixed rate: half of the relay path's median msg/s
   nagle    the relay path with TCP_NODELAY on/off in the load generator and the brokers
+  batching the relay path with read batching off and at its default: msg/s, CPU, latency
   alone    the relay on its own between fakebroker's source and destination, pinned to one
            core (taskset), QoS 0 and 1, 64 B
   routes   the same with 10,000 routes instead of 1
@@ -40,6 +41,7 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 
 PATHS = ["direct", "bridge", "standalone", "relay"]
 INFLIGHT = 100  # Mosquitto max_inflight_messages, loadgen's QoS 1 window, relay's limits
+DEFAULT = object()  # "not given" for keyword arguments whose None means something
 
 # ---- processes -----------------------------------------------------------------------------
 
@@ -207,12 +209,14 @@ def mosquitto_conf(path, port, nodelay, bridges=(), version="3.1.1"):
 
 
 def relay_conf(path, a_port, b_port, version="3.1.1", recv_max=INFLIGHT, max_inflight=INFLIGHT,
-               routes=None, names=("a", "b"), ack_timeout=None):
-    """routes: list of (filter) strings, all from names[0] to names[1]; default ['bench/#']."""
+               routes=None, names=("a", "b"), ack_timeout=None, batch_wait_us=None):
+    """routes: list of (filter) strings, all from names[0] to names[1]; default ['bench/#'].
+    batch_wait_us: relay.batch_wait_us (None: the relay's default)."""
     routes = routes or ["bench/#"]
     extra = f" ack_timeout = {ack_timeout};" if ack_timeout else ""
+    bw = f" batch_wait_us = {batch_wait_us};" if batch_wait_us is not None else ""
     with open(path, "w") as f:
-        f.write('relay: { id = "bench"; log_level = "warn"; drain_timeout = 1000; };\n')
+        f.write(f'relay: {{ id = "bench"; log_level = "warn"; drain_timeout = 1000;{bw} }};\n')
         f.write("brokers = (\n")
         f.write(f'  {{ name = "{names[0]}"; url = "mqtt://127.0.0.1:{a_port}"; '
                 f'version = "{version}"; clean_start = true; receive_maximum = {recv_max}; '
@@ -301,10 +305,13 @@ class Bench:
         return ["-V", "5"] if self.a.mqtt == "5" else []
 
     def run_path(self, path, qos, size, n, rate=0.0, nodelay=True, broker_nodelay=True,
-                 perf_stat=None, perf_record=None):
+                 perf_stat=None, perf_record=None, batch_wait_us=DEFAULT):
         """Starts the brokers (and bridge/relay) of path, runs sub + pub, stops everything.
         Returns a dict of figures. perf_stat / perf_record: files for perf attached to the
-        relay (path "relay") while the messages flow."""
+        relay (path "relay") while the messages flow. batch_wait_us: the relay's setting
+        (DEFAULT: --batch-wait-us, or the relay's default)."""
+        if batch_wait_us is DEFAULT:
+            batch_wait_us = self.a.batch_wait_us
         procs = {}  # role -> Popen, the processes whose CPU/RSS we report
         perf = None
         try:
@@ -324,7 +331,7 @@ class Bench:
                 procs["A"], pa = self.start_mosquitto("A", broker_nodelay)
                 procs["B"], pb = self.start_mosquitto("B", broker_nodelay)
                 conf = os.path.join(self.tmp, "relay.conf")
-                relay_conf(conf, pa, pb, self.a.mqtt)
+                relay_conf(conf, pa, pb, self.a.mqtt, batch_wait_us=batch_wait_us)
                 procs["relay"] = self.start_relay(conf)
             else:
                 raise ValueError(path)
@@ -400,7 +407,8 @@ class Bench:
             ps, pd = ports.split()[1:3]
             conf = os.path.join(self.tmp, "alone.conf")
             relay_conf(conf, ps, pd, version, recv_max=recv_max, max_inflight=max_inflight,
-                       routes=routes, names=("src", "dst"), ack_timeout=600000 if hold else None)
+                       routes=routes, names=("src", "dst"), ack_timeout=600000 if hold else None,
+                       batch_wait_us=self.a.batch_wait_us)
             relay = self.start_relay(conf, taskset=1 if pin else None, wrap=wrap)
             # the relay's own process: under taskset it is exec'ed in place; valgrind too
             rpid = relay.pid
@@ -658,6 +666,49 @@ def section_nagle(b, args, out, results):
             out(f"| {name} | {q} | {kmsg([r['rate'] for r in m])} | "
                 f"{med([r['cpu']['relay'] for r in m]):.2f} | "
                 f"{med([r['p50'] for r in l_]):.0f} / {med([r['p99'] for r in l_]):.0f} |")
+    out()
+
+
+def section_batching(b, args, out, results):
+    """The relay path with read batching off (batch_wait_us = 0) and at the relay's default:
+    max msg/s and CPU, then latency at a light rate and at half the slower variant's max."""
+    if not b.have_relay:
+        return
+    variants = [("off (batch_wait_us = 0)", 0), ("default (batch_wait_us = 300)", None)]
+    res = {}
+    for rnd in range(args.rounds):
+        for q in args.qos:
+            for name, bw in variants:
+                r = b.run_path("relay", q, 64, args.n, batch_wait_us=bw)
+                res.setdefault((name, q, "max"), []).append(r)
+    half = {q: min(med([r["rate"] for r in res[(name, q, "max")]]) for name, _ in variants) / 2
+            for q in args.qos}
+    for rnd in range(args.rounds):
+        for q in args.qos:
+            for name, bw in variants:
+                for key, rate in (("light", args.light_rate or 10000), ("half", half[q])):
+                    n = int(min(args.n, max(2000, rate * min(args.latency_secs, 2.0))))
+                    r = b.run_path("relay", q, 64, n, rate=rate, batch_wait_us=bw)
+                    res.setdefault((name, q, key), []).append(r)
+    results["batching"] = {f"{k[0]}/{k[1]}/{k[2]}": v for k, v in res.items()}
+    out("## Read batching: the relay path, 64 B, batching off and on")
+    out()
+    out("max msg/s with the CPU of the relay and of all five processes per message; p50 / p99 "
+        f"latency (us) at {args.light_rate or 10000:.0f} msg/s and at half the slower "
+        "variant's max (" + ", ".join(f"QoS {q}: {half[q]:.0f}" for q in args.qos) + " msg/s).")
+    out()
+    out("| batching | QoS | msg/s | relay CPU us/msg | all CPU us/msg | p50 / p99 light | "
+        "p50 / p99 half |")
+    out("|---|---|---|---|---|---|---|")
+    for q in args.qos:
+        for name, _ in variants:
+            m = res[(name, q, "max")]
+            lt, hf = res[(name, q, "light")], res[(name, q, "half")]
+            out(f"| {name} | {q} | {kmsg([r['rate'] for r in m])} | "
+                f"{med([r['cpu']['relay'] for r in m]):.2f} | "
+                f"{med([sum(r['cpu'].values()) for r in m]):.1f} | "
+                f"{med([r['p50'] for r in lt]):.0f} / {med([r['p99'] for r in lt]):.0f} | "
+                f"{med([r['p50'] for r in hf]):.0f} / {med([r['p99'] for r in hf]):.0f} |")
     out()
 
 
@@ -957,6 +1008,8 @@ def main():
     ap.add_argument("--light-rate", type=float, default=10000,
                     help="a second, light fixed rate for the latency runs (0 = none)")
     ap.add_argument("--nagle-rate", type=float, default=10000)
+    ap.add_argument("--batch-wait-us", type=int, default=None,
+                    help="relay.batch_wait_us for every relay run (default: the relay's own)")
     ap.add_argument("--alone-n", type=int, default=1000000)
     ap.add_argument("--alone-window", type=int, default=1000,
                     help="relay receive_maximum / max_inflight and the fake source's window "
@@ -966,7 +1019,8 @@ def main():
     ap.add_argument("--cg-n", type=int, default=50000)
     ap.add_argument("--perf-n", type=int, default=3000000)
     ap.add_argument("--top", type=int, default=25)
-    ap.add_argument("--sections", default="paths,latency,nagle,alone,routes,rss,profile")
+    ap.add_argument("--sections",
+                    default="paths,latency,nagle,batching,alone,routes,rss,profile")
     ap.add_argument("--out", default=None, help="directory for the report and raw results")
     ap.add_argument("--render", metavar="RESULTS_JSON",
                     help="print the throughput tables again from a results.json, run nothing")
@@ -993,7 +1047,7 @@ def main():
         return
     args.out = args.out or tempfile.mkdtemp(prefix="relay-bench-out-")
     os.makedirs(args.out, exist_ok=True)
-    if not shutil.which("mosquitto") and sections & {"paths", "latency", "nagle"}:
+    if not shutil.which("mosquitto") and sections & {"paths", "latency", "nagle", "batching"}:
         sys.exit("mosquitto is not installed (apt-get install mosquitto)")
 
     b = Bench(args)
@@ -1031,6 +1085,8 @@ def main():
             section_latency(b, args, out, results, runs)
         if "nagle" in sections:
             section_nagle(b, args, out, results)
+        if "batching" in sections:
+            section_batching(b, args, out, results)
         if "alone" in sections:
             section_alone(b, args, out, results)
         if "routes" in sections:

@@ -146,6 +146,7 @@ static void test_full(void **state)
     assert_int_equal(cfg.metrics_port, 9464);
     assert_int_equal(cfg.drain_timeout_ms, 7000);
     assert_int_equal(cfg.max_hops, 4);
+    assert_int_equal(cfg.batch_wait_us, 0);
     assert_int_equal(cfg.n_brokers, 2);
     assert_int_equal(cfg.n_routes, 2);
 
@@ -275,6 +276,7 @@ static void test_defaults(void **state)
     assert_null(cfg.metrics_host);
     assert_int_equal(cfg.drain_timeout_ms, 5000);
     assert_int_equal(cfg.max_hops, 8);
+    assert_int_equal(cfg.batch_wait_us, RELAY_BATCH_WAIT_US);
 
     const struct relay_broker_config *b = &cfg.brokers[0];
     assert_int_equal(b->urls[0].scheme, RELAY_MQTT);
@@ -452,6 +454,10 @@ static void test_types_and_ranges(void **state)
                  "name (no '+' or '#', not empty)");
     expect_error("relay: { max_hops = 0; };\n",
                  "relay.conf:1: relay.max_hops = 0 is out of range (1..64)");
+    expect_error("relay: { batch_wait_us = 5001; };\n",
+                 "relay.conf:1: relay.batch_wait_us = 5001 is out of range (0..5000)");
+    expect_error("relay: { batch_wait_us = -1; };\n",
+                 "relay.conf:1: relay.batch_wait_us = -1 is out of range (0..5000)");
     expect_error("relay: { drain_timeout = 600001; };\n",
                  "relay.conf:1: relay.drain_timeout = 600001 is out of range (0..600000)");
     expect_error("relay: { log_level = \"verbose\"; };\n",
