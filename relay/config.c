@@ -625,7 +625,7 @@ static bool relay_id_ok(const char *id)
 
 static int parse_relay(struct ld *ld, const config_setting_t *root)
 {
-    static const char *const keys[] = {"id",       "log_level", "metrics",      "drain_timeout",
+    static const char *const keys[] = {"id",       "log_level",     "metrics", "drain_timeout",
                                        "max_hops", "batch_wait_us", NULL};
     static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
     struct relay_config *cfg = ld->cfg;

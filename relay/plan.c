@@ -59,7 +59,8 @@ static void print_relay(const struct relay_config *cfg, FILE *out)
     fprintf(out, "  max_hops:        %" PRIu32 "\n", cfg->max_hops);
     fprintf(out, "  drain_timeout:   %" PRIu32 " ms\n", cfg->drain_timeout_ms);
     if (cfg->batch_wait_us)
-        fprintf(out, "  batch_wait:      up to %" PRIu32 " us under load\n", cfg->batch_wait_us);
+        fprintf(out, "  batch_wait:      up to %" PRIu32 " us when short of CPU\n",
+                cfg->batch_wait_us);
     else
         fprintf(out, "  batch_wait:      off\n");
     fprintf(out, "  log_level:       %s\n", level_name(cfg->log_level));

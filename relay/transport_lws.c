@@ -52,9 +52,10 @@
 #define WHY_LEN 200
 #define MAX_ADDRS 8
 #define MAX_WAKES 16
-#define RX_BUF (64u * 1024u)          /* lws' read buffer (pt_serv_buf_size) */
-#define BATCH_US_PER_PACKET 20u       /* read batching: wait per packet the last round handled */
-#define CPU_SAMPLE_MS 100u            /* read batching: how often CPU contention is sampled */
+#define RX_BUF (64u * 1024u)    /* lws' read buffer (pt_serv_buf_size) */
+#define BATCH_US_PER_PACKET 20u /* read batching: wait per packet the last round handled */
+#define CPU_SAMPLE_MS 100u      /* read batching: how often CPU contention is sampled */
+#define BATCH_MIN_PACKETS 4u    /* read batching: fewer in a round is light load: no wait */
 
 enum link_state {
     LINK_CONNECTING = 0, /* lws is connecting; nothing told to the core yet */
@@ -1817,13 +1818,14 @@ static void service_timeout(lws_sorted_usec_list_t *sul)
  * Read batching. Brokers write each PUBLISH on its own, so under load the relay wakes for every
  * few packets, and every wake costs a poll, a read and a write here, and a wake-up and a smaller
  * read in the broker at each end. When CPUs are scarce that overhead is what limits the whole
- * path, so after a round that handled several packets the relay lets the next ones gather: it
- * flushes what the round produced (one poll that does not wait) and then sleeps
- * BATCH_US_PER_PACKET per packet handled, at most batch_wait_us. Every read and write then
- * carries many packets, and a message waits at most batch_wait_us more.
+ * path, so after a round that handled several packets (BATCH_MIN_PACKETS) the relay lets the
+ * next ones gather: it flushes what the round produced (one poll that does not wait) and then
+ * sleeps BATCH_US_PER_PACKET per packet handled, at most batch_wait_us. Every read and write
+ * then carries many packets, and a message waits at most batch_wait_us more.
  *
- * It never waits
- * - at light load (one packet per round): latency is unchanged there;
+ * It does not wait
+ * - at light load (fewer packets per round): latency stays about the same there (+20 us p50
+ *   at 10,000 QoS 1 msg/s between two Mosquittos on 2 vCPUs);
  * - when a read filled lws' buffer: the relay itself is behind;
  * - when the relay gets a CPU whenever it wants one: waiting would only lengthen the round trip
  *   of a source or destination that waits for acknowledgements (a window-bound flow), and save
@@ -1867,7 +1869,8 @@ static int batch_wait(struct relay_transport *t)
     uint32_t n = t->round_packets, us;
     struct timespec ts;
 
-    if (!t->batch_wait_us || n < 2 || t->round_full || !t->core || !cpu_contended(t))
+    if (!t->batch_wait_us || n < BATCH_MIN_PACKETS || t->round_full || !t->core ||
+        !cpu_contended(t))
         return 0;
     /* the writes this round asked for, and whatever else is ready, without waiting */
     if (lws_service(t->ctx, -1) < 0)
