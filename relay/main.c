@@ -1,11 +1,18 @@
-/* main.c: the command line, signals and the service loop. */
+/* main.c: the command line, signals and the service loop: wires conf -> core -> io. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-#include "relay.h"
+#include "conf/load.h"
+#include "conf/mosquitto.h"
+#include "conf/plan.h"
+#include "core/relay.h"
+#include "io/transport.h"
+#include "util/log.h"
+#include "util/notify.h"
 
 /* The only globals: what the signal handler tells the loop (SIGINT/SIGTERM, SIGHUP). */
 static volatile sig_atomic_t stop, reload;
@@ -106,7 +113,14 @@ static int run(struct relay_config **cfgp)
         relay_log(&log, RELAY_LOG_ERROR, NULL, "%s", err);
         return 2;
     }
-    rc = relay_new(cfg, &log, relay_transport_io(t), &r, err, sizeof(err));
+    struct relay_env env = {
+        .log = &log,
+        .io = relay_transport_io(t),
+        .now_ms = relay_now_ms(),
+        .wall_offset_ms = relay_wall_offset_ms(),
+        .seed = relay_now_ms() ^ (uint64_t)getpid() << 32,
+    };
+    rc = relay_new(cfg, &env, &r, err, sizeof(err));
     if (rc) {
         relay_log(&log, RELAY_LOG_ERROR, NULL, "%s: %s", cfg->path, err);
         relay_transport_free(t);
@@ -135,7 +149,7 @@ static int run(struct relay_config **cfgp)
                 relay_notify("STOPPING=1");
             stopping = true;
             relay_stop(r, now);
-            if (now > r->stop_deadline + 2000u) {
+            if (relay_overdue(r, now)) {
                 relay_log(&log, RELAY_LOG_WARN, NULL, "links did not close in time; exiting");
                 break;
             }

@@ -31,7 +31,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "relay.h"
+#include "mqttcodec.h"
+#include "store/spool.h"
 
 static double now_s(void)
 {
@@ -137,7 +138,9 @@ static struct relay_spool *open_spool(const char *dir, struct relay_log *log, st
     struct relay_spool *sp;
     char err[256];
 
-    if (relay_spool_open(dir, 64ull << 30, "bench", log, on_durable, r, &sp, err, sizeof(err))) {
+    struct relay_spool_opts o = {dir, 64ull << 30, "bench", log, on_durable, r, now_ms(), 0};
+
+    if (relay_spool_open(&o, &sp, err, sizeof(err))) {
         fprintf(stderr, "bench_spool: %s\n", err);
         exit(1);
     }
@@ -199,8 +202,8 @@ static void spool_rows(const char *dir, struct relay_msg *tmpl, size_t n, struct
 
     /* drain the backlog */
     t0 = now_s();
-    while ((m = relay_spool_next(sp, NULL)) != NULL) {
-        relay_spool_delivered(sp, m->spool_seq);
+    while ((m = relay_spool_next(sp, now_ms(), NULL)) != NULL) {
+        relay_spool_delivered(sp, m->spool_seq, now_ms());
         free(m);
         got++;
     }
@@ -216,22 +219,22 @@ static void spool_rows(const char *dir, struct relay_msg *tmpl, size_t n, struct
         if (relay_spool_append(sp, tmpl, 0, NULL) != 0)
             abort();
         maybe_commit(sp, &r, i + 1 == n);
-        while ((m = relay_spool_next(sp, NULL)) != NULL) {
-            relay_spool_delivered(sp, m->spool_seq);
+        while ((m = relay_spool_next(sp, now_ms(), NULL)) != NULL) {
+            relay_spool_delivered(sp, m->spool_seq, now_ms());
             free(m);
             got++;
         }
     }
     while (got < n) {
         maybe_commit(sp, &r, true);
-        while ((m = relay_spool_next(sp, NULL)) != NULL) {
-            relay_spool_delivered(sp, m->spool_seq);
+        while ((m = relay_spool_next(sp, now_ms(), NULL)) != NULL) {
+            relay_spool_delivered(sp, m->spool_seq, now_ms());
             free(m);
             got++;
         }
     }
     res->live_rate = (double)n / (now_s() - t0);
-    relay_spool_close(sp);
+    relay_spool_close(sp, now_ms());
 }
 
 /* Messages arriving at rate per second for one second; commit when due; then delivered. */
@@ -261,11 +264,11 @@ static void paced(const char *dir, struct relay_msg *tmpl, double rate, struct r
     printf("%10.0f %9.0f %9.1f %6.2f/%6.2f\n", (double)n / (now_s() - t0),
            (double)st.fsyncs / (now_s() - t0), (double)n / (double)st.fsyncs,
            r.lat_sum_s * 1000.0 / (double)n, r.lat_max_s * 1000.0);
-    while ((m = relay_spool_next(sp, NULL)) != NULL) {
-        relay_spool_delivered(sp, m->spool_seq);
+    while ((m = relay_spool_next(sp, now_ms(), NULL)) != NULL) {
+        relay_spool_delivered(sp, m->spool_seq, now_ms());
         free(m);
     }
-    relay_spool_close(sp);
+    relay_spool_close(sp, now_ms());
 }
 
 /* "ext4 on /dev/vda (mounted at /)" */

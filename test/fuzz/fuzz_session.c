@@ -46,7 +46,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "relay.h"
+#include "session/internal.h"
 
 #define CHECK(cond, ...)                                                                           \
     do {                                                                                           \
@@ -89,7 +89,7 @@ struct fz {
     size_t len, off;
 
     struct relay_session_cfg cfg;
-    struct relay_session s;
+    struct relay_session *s;
     struct relay_log log;
     struct relay_sub subs[3];
     struct relay_sub subs2[2][3]; /* the lists a reload switches between */
@@ -298,7 +298,7 @@ static void drain(struct fz *f, size_t cap)
     for (int i = 0; i < 4096; i++) {
         size_t n = 0;
 
-        CHECK(relay_session_next_tx(&f->s, buf, cap, &n, f->now) == 0, "next_tx failed");
+        CHECK(relay_session_next_tx(f->s, buf, cap, &n, f->now) == 0, "next_tx failed");
         CHECK(n <= cap, "next_tx wrote %zu > %zu", n, cap);
         if (!n)
             break;
@@ -319,15 +319,15 @@ static void drain(struct fz *f, size_t cap)
 
 static void link_closed(struct fz *f)
 {
-    relay_session_closed(&f->s, f->now);
+    relay_session_closed(f->s, f->now);
     f->open = false;
     /* closed() forgets the held messages and clears rx_full without calling rx_full(false):
      * relay.c reads s.rx_full itself, so the hook's state is per link */
-    CHECK(!f->s.rx_full, "rx_full still set after close");
+    CHECK(!f->s->rx_full, "rx_full still set after close");
     f->rx_full_on = false;
     f->n_refs = 0; /* refs of this link are stale now; in_done ignores them, keep it simple */
     link_reset(f);
-    CHECK(relay_session_unacked(&f->s) == 0, "in flight after close");
+    CHECK(relay_session_unacked(f->s) == 0, "in flight after close");
 }
 
 /* What relay.c does with a negative result: send a queued DISCONNECT, then the link is gone. */
@@ -335,7 +335,7 @@ static void on_result(struct fz *f, int rc)
 {
     if (rc >= 0 || !f->open)
         return;
-    if (relay_session_closing(&f->s))
+    if (relay_session_closing(f->s))
         drain(f, 1024);
     link_closed(f);
 }
@@ -350,7 +350,7 @@ static void feed(struct fz *f, const uint8_t *p, size_t n)
     if (!copy)
         abort();
     memcpy(copy, p, n);
-    on_result(f, relay_session_feed(&f->s, copy, n, f->now));
+    on_result(f, relay_session_feed(f->s, copy, n, f->now));
     free(copy);
 }
 
@@ -422,7 +422,7 @@ static void op_enqueue(struct fz *f)
         m->expiry_off = (uint32_t)(at + 2u);
     }
     f->mstate[f->n_msgs++] = M_QUEUED;
-    relay_session_enqueue(&f->s, m, f->now);
+    relay_session_enqueue(f->s, m, f->now);
 }
 
 static void op_connack(struct fz *f)
@@ -503,7 +503,7 @@ static void op_change_subs(struct fz *f, uint8_t b)
 {
     static const char *const filters[2][3] = {{"f/#", "f/+/x", "$share/g/f/1/#"},
                                               {"g/#", "f/+/x", "h/1"}};
-    const struct relay_sub *cur = f->s.subs;
+    const struct relay_sub *cur = f->s->subs;
     int next_set = cur == f->subs2[0] ? 1 : 0;
     size_t n = (size_t)((b >> 2) % 4u), n_gone = 0;
     const char *gone[3];
@@ -513,15 +513,15 @@ static void op_change_subs(struct fz *f, uint8_t b)
             (struct relay_sub){filters[next_set][i], (uint8_t)(1u + i % 2u), (uint32_t)i + 7u};
         f->fresh[next_set][i] = (b >> (4u + i)) & 1u;
     }
-    for (size_t i = 0; i < f->s.n_subs && n_gone < 3; i++) {
+    for (size_t i = 0; i < f->s->n_subs && n_gone < 3; i++) {
         bool kept = false;
 
         for (size_t k = 0; k < n; k++)
-            kept |= !strcmp(f->s.subs[i].filter, f->subs2[next_set][k].filter);
+            kept |= !strcmp(f->s->subs[i].filter, f->subs2[next_set][k].filter);
         if (!kept)
-            gone[n_gone++] = f->s.subs[i].filter;
+            gone[n_gone++] = f->s->subs[i].filter;
     }
-    CHECK(relay_session_change_subs(&f->s, f->subs2[next_set], n, f->fresh[next_set], gone,
+    CHECK(relay_session_change_subs(f->s, f->subs2[next_set], n, f->fresh[next_set], gone,
                                     n_gone) == 0,
           "change_subs failed");
 }
@@ -587,13 +587,13 @@ static void step(struct fz *f)
 
     if (trace)
         fprintf(stderr, "op %2u at %zu: state %d open %d held %u done/queued %u now %llu\n", op,
-                f->off - 1, (int)f->s.state, f->open, f->s.in_used, f->n_msgs,
+                f->off - 1, (int)relay_session_state(f->s), f->open, f->s->in_used, f->n_msgs,
                 (unsigned long long)f->now);
     switch (op) {
     case OP_OPEN:
         if (!f->open) {
             link_reset(f);
-            CHECK(relay_session_open(&f->s, f->now) == 0, "open failed");
+            CHECK(relay_session_open(f->s, f->now) == 0, "open failed");
             f->open = true;
         }
         break;
@@ -612,14 +612,14 @@ static void step(struct fz *f)
     }
     case OP_TICK: {
         uint8_t d = next(f);
-        uint64_t dl = relay_session_deadline(&f->s);
+        uint64_t dl = relay_session_deadline(f->s);
 
         if (d == 0 && dl > f->now)
             f->now = dl;
         else
             f->now += (uint64_t)d * 50u;
         if (f->open)
-            on_result(f, relay_session_tick(&f->s, f->now));
+            on_result(f, relay_session_tick(f->s, f->now));
         break;
     }
     case OP_DRAIN:
@@ -639,7 +639,7 @@ static void step(struct fz *f)
             struct relay_in_ref r = f->refs[k];
 
             f->refs[k] = f->refs[--f->n_refs];
-            relay_session_in_done(&f->s, r, f->now);
+            relay_session_in_done(f->s, r, f->now);
         }
         break;
     }
@@ -676,23 +676,23 @@ static void step(struct fz *f)
         if (b & 2u)
             op_change_subs(f, b);
         else
-            relay_session_purge(&f->s, purge_pred, &parity);
+            relay_session_purge(f->s, purge_pred, &parity);
         break;
     }
     case OP_RXPAUSE: {
         bool paused = next(f) & 1u;
 
-        relay_session_set_rx_paused(&f->s, paused);
+        relay_session_set_rx_paused(f->s, paused);
         if (!paused && f->open)
-            on_result(f, relay_session_resume_rx(&f->s, f->now));
+            on_result(f, relay_session_resume_rx(f->s, f->now));
         break;
     }
     case OP_DISCONNECT:
-        relay_session_disconnect(&f->s, next(f), f->now);
+        relay_session_disconnect(f->s, next(f), f->now);
         break;
     }
     /* relay.c closes a link once its DISCONNECT is written */
-    if (f->open && relay_session_closing(&f->s) && !relay_session_wants_write(&f->s, f->now))
+    if (f->open && relay_session_closing(f->s) && !relay_session_wants_write(f->s, f->now))
         link_closed(f);
 }
 
@@ -754,8 +754,8 @@ static void setup(struct fz *f, const uint8_t *data, size_t size)
     nsubs = (b3 >> 2) % 4u;
     for (size_t i = 0; i < nsubs; i++)
         f->subs[i] = (struct relay_sub){filters[i], (uint8_t)(1u + i % 2u), (uint32_t)i + 1u};
-    CHECK(relay_session_init(&f->s, &f->cfg, &HOOKS, f, &f->log, "fuzz#0") == 0, "init");
-    relay_session_set_subs(&f->s, f->subs, nsubs);
+    CHECK(relay_session_new(&f->cfg, &HOOKS, f, &f->log, "fuzz#0", &f->s) == 0, "init");
+    relay_session_set_subs(f->s, f->subs, nsubs);
     f->now = 1000;
 }
 
@@ -777,10 +777,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     for (uint32_t i = 0; i < f->n_msgs; i++)
         queued += f->mstate[i] == M_QUEUED;
-    CHECK(held(&f->s) == queued,
+    CHECK(held(f->s) == queued,
           "the session holds %u messages, %u were enqueued and neither reported done nor purged",
-          held(&f->s), queued);
-    relay_session_cleanup(&f->s); /* frees what it holds, without hooks */
+          held(f->s), queued);
+    relay_session_free(f->s); /* frees what it holds, without hooks */
     free(f->tx);
     f->tx = NULL;
     return 0;

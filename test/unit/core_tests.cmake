@@ -1,8 +1,21 @@
-# Unit tests of the relay core (session, window, forwarding), included from test/CMakeLists.txt
-# after relay_tests.cmake, whose relay_unit_test() they use.
-relay_unit_test(test_session)
-relay_unit_test(test_window)
-relay_unit_test(test_relay ${CMAKE_CURRENT_LIST_DIR}/fake_io.c)
-relay_unit_test(test_mosquitto)
-relay_unit_test(test_spool)
-relay_unit_test(test_tree)
+# Unit tests of the relay's layers below io (session, window, the core over an in-memory
+# transport, the spool, the route tree, read batching), included from test/CMakeLists.txt after
+# relay_tests.cmake, whose relay_unit_test() they use.
+relay_unit_test(test_session LIBS relay_session)
+relay_unit_test(test_window LIBS relay_session)
+relay_unit_test(test_relay ${CMAKE_CURRENT_LIST_DIR}/fake_io.c LIBS relay_core relay_conf)
+relay_unit_test(test_mosquitto LIBS relay_conf)
+relay_unit_test(test_spool LIBS relay_store)
+relay_unit_test(test_tree LIBS relay_route)
+relay_unit_test(test_batch LIBS relay_core)
+
+# The core runs without the transport: test_relay and test_session link no libwebsockets
+# symbol (STYLE.md §6: time and randomness come in as arguments, the io table is the seam).
+find_program(RELAY_NM NAMES nm llvm-nm)
+if(RELAY_NM)
+  add_test(NAME layers.core_without_lws
+           COMMAND ${CMAKE_COMMAND} -DNM=${RELAY_NM}
+                   -DBINARIES=$<TARGET_FILE:test_relay>$<SEMICOLON>$<TARGET_FILE:test_session>
+                   -P ${CMAKE_CURRENT_LIST_DIR}/no_lws.cmake)
+  set_tests_properties(layers.core_without_lws PROPERTIES LABELS unit)
+endif()

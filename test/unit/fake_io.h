@@ -2,7 +2,7 @@
 #ifndef FAKE_IO_H
 #define FAKE_IO_H
 
-#include "relay.h"
+#include "core/internal.h"
 
 #define FAKE_MAX_LINKS 8
 #define FAKE_MAX_KEEP 4096

@@ -1,14 +1,16 @@
 # Relay module unit tests (test/unit/test_<module>.c), included from test/CMakeLists.txt when the
-# relay is built. Each is one cmocka binary linked against relaycore, labelled `unit`.
+# relay is built. Each is one cmocka binary linked against the layer it tests and nothing above
+# it (a call that runs up a layer fails to link), labelled `unit`.
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(RELAY_CMOCKA REQUIRED IMPORTED_TARGET cmocka)
 
 set(RELAY_UNIT_DIR ${CMAKE_CURRENT_LIST_DIR})
 
-# relay_unit_test(name [extra sources...]): builds test/unit/<name>.c into a cmocka binary.
+# relay_unit_test(name [extra sources...] LIBS layer libraries...): test/unit/<name>.c.
 function(relay_unit_test name)
-  add_executable(${name} ${RELAY_UNIT_DIR}/${name}.c ${ARGN})
-  target_link_libraries(${name} PRIVATE relaycore PkgConfig::RELAY_CMOCKA)
+  cmake_parse_arguments(ARG "" "" "LIBS" ${ARGN})
+  add_executable(${name} ${RELAY_UNIT_DIR}/${name}.c ${ARG_UNPARSED_ARGUMENTS})
+  target_link_libraries(${name} PRIVATE ${ARG_LIBS} PkgConfig::RELAY_CMOCKA)
   target_compile_options(${name} PRIVATE ${RELAY_WARNINGS})
   target_compile_definitions(${name} PRIVATE _GNU_SOURCE
     RELAY_TEST_CONFIGS="${RELAY_UNIT_DIR}/configs")
@@ -16,5 +18,5 @@ function(relay_unit_test name)
   set_tests_properties(${name} PROPERTIES LABELS unit)
 endfunction()
 
-relay_unit_test(test_config)
-relay_unit_test(test_template)
+relay_unit_test(test_config LIBS relay_conf)
+relay_unit_test(test_template LIBS relay_route)

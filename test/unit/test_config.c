@@ -18,7 +18,10 @@
 
 #include <cmocka.h>
 
-#include "relay.h"
+#include "conf/load.h"
+#include "conf/plan.h"
+#include "core/config.h"
+#include "route/template.h"
 
 #ifndef RELAY_TEST_CONFIGS
 #error "RELAY_TEST_CONFIGS must name test/unit/configs"

@@ -21,7 +21,9 @@
 
 #include <cmocka.h>
 
-#include "relay.h"
+#include "conf/load.h"
+#include "conf/mosquitto.h"
+#include "route/template.h"
 
 /* ---- scratch directory ---------------------------------------------------------------------- */
 

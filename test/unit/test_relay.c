@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "conf/load.h"
 #include "fake_io.h"
 
 struct env {
@@ -39,7 +40,9 @@ static struct env *env_new(const char *conf)
     unlink(e->path);
     relay_log_init(&e->log, getenv("TEST_DEBUG") ? RELAY_LOG_DEBUG : RELAY_LOG_ERROR);
     fake_io_init(&e->io);
-    assert_int_equal(relay_new(&e->cfg, &e->log, &e->io.io, &e->r, err, sizeof(err)), 0);
+    struct relay_env env = {.log = &e->log, .io = &e->io.io, .now_ms = e->io.now, .seed = 1};
+
+    assert_int_equal(relay_new(&e->cfg, &env, &e->r, err, sizeof(err)), 0);
     relay_start(e->r, e->io.now);
     return e;
 }
@@ -107,8 +110,8 @@ static void ack_only_after_destination_acks(void **st)
     assert_int_equal(fake_tx(&e->io, a, pk, 8), 1);
     assert_int_equal(pk[0].type, MQC_PUBACK);
     assert_int_equal(pk[0].u.ack.packet_id, 10);
-    assert_int_equal(e->r->routes[0].received, 1);
-    assert_int_equal(e->r->routes[0].forwarded, 1);
+    assert_int_equal(e->r->routes[0].stats.received, 1);
+    assert_int_equal(e->r->routes[0].stats.forwarded, 1);
     env_free(e);
 }
 
@@ -263,7 +266,7 @@ static void relay_path_and_properties(void **st)
     assert_int_equal(fake_tx(&e->io, c, pk, 8), 0);
     assert_int_equal(fake_tx(&e->io, a, pk, 8), 1);
     assert_int_equal(pk[0].u.ack.packet_id, 2);
-    assert_int_equal(e->r->routes[0].dropped[RELAY_DROP_LOOP], 1);
+    assert_int_equal(e->r->routes[0].stats.dropped[RELAY_DROP_LOOP], 1);
     env_free(e);
 }
 
@@ -547,11 +550,11 @@ static void reload_changes_routes_on_live_links(void **st)
     /* the kept route kept its counters; messages in flight on the removed one still complete */
     assert_int_equal(e->r->n_routes, 2);
     assert_string_equal(e->r->routes[0].cfg->name, "keep");
-    assert_int_equal(e->r->routes[0].received, 1);
+    assert_int_equal(e->r->routes[0].stats.received, 1);
     ack(e, b, MQC_PUBACK, p1);
     ack(e, b, MQC_PUBACK, p2);
     assert_int_equal(fake_tx(&e->io, a, pk, 16), 2);
-    assert_int_equal(e->r->routes[0].forwarded, 1);
+    assert_int_equal(e->r->routes[0].stats.forwarded, 1);
     /* the new route forwards with its template */
     publish(e, a, "n/x", 0, 0, NULL, 0);
     assert_int_equal(fake_tx(&e->io, b, pk, 16), 1);

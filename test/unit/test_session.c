@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "relay.h"
+#include "session/session.h"
 
 /* ---- a recording owner -------------------------------------------------------------------- */
 
@@ -97,7 +97,7 @@ static struct relay_log LOG;
 
 struct fx {
     struct relay_session_cfg cfg;
-    struct relay_session s;
+    struct relay_session *s;
     struct relay_sub subs[12];
     char filters[12][16];
     uint64_t now;
@@ -122,15 +122,15 @@ static struct fx *fx_new(uint8_t version, uint16_t recv_max, size_t nsubs)
         snprintf(f->filters[i], sizeof(f->filters[i]), "f/%zu/#", i);
         f->subs[i] = (struct relay_sub){f->filters[i], 1, (uint32_t)i + 1};
     }
-    assert_int_equal(relay_session_init(&f->s, &f->cfg, &HOOKS, f, &LOG, "test#0"), 0);
-    relay_session_set_subs(&f->s, f->subs, nsubs);
+    assert_int_equal(relay_session_new(&f->cfg, &HOOKS, f, &LOG, "test#0", &f->s), 0);
+    relay_session_set_subs(f->s, f->subs, nsubs);
     f->now = 1000;
     return f;
 }
 
 static void fx_free(struct fx *f)
 {
-    relay_session_cleanup(&f->s);
+    relay_session_free(f->s);
     free(f);
 }
 
@@ -140,7 +140,7 @@ static size_t drain_tx(struct fx *f, uint8_t *out, size_t cap)
     size_t total = 0, n;
 
     do {
-        assert_int_equal(relay_session_next_tx(&f->s, out + total, cap - total, &n, f->now), 0);
+        assert_int_equal(relay_session_next_tx(f->s, out + total, cap - total, &n, f->now), 0);
         total += n;
     } while (n && total < cap);
     return total;
@@ -174,7 +174,7 @@ static int feed_pkt(struct fx *f, const struct mqc_packet *p)
     size_t n;
 
     assert_int_equal(mqc_encode(p, f->cfg.version, buf, sizeof(buf), &n), MQC_OK);
-    return relay_session_feed(&f->s, buf, n, f->now);
+    return relay_session_feed(f->s, buf, n, f->now);
 }
 
 static int feed_connack(struct fx *f, bool sp, const uint8_t *props, size_t plen)
@@ -214,13 +214,13 @@ static void bring_up(struct fx *f, bool sp, const uint8_t *props, size_t plen)
     size_t n;
     int np;
 
-    assert_int_equal(relay_session_open(&f->s, f->now), 0);
+    assert_int_equal(relay_session_open(f->s, f->now), 0);
     n = drain_tx(f, out, sizeof(out));
     np = packets(f, out, n, pk, 16);
     assert_int_equal(np, 1);
     assert_int_equal(pk[0].type, MQC_CONNECT);
     assert_int_equal(feed_connack(f, sp, props, plen), 0);
-    if (f->s.state == RELAY_SS_UP)
+    if (relay_session_state(f->s) == RELAY_SS_UP)
         return; /* no subscriptions: publishing starts at once */
     n = drain_tx(f, out, sizeof(out));
     np = packets(f, out, n, pk, 16);
@@ -233,7 +233,7 @@ static void bring_up(struct fx *f, bool sp, const uint8_t *props, size_t plen)
         sa.u.suback.codes = (struct mqc_bytes){codes, pk[i].u.subscribe.count};
         assert_int_equal(feed_pkt(f, &sa), 0);
     }
-    assert_int_equal(f->s.state, RELAY_SS_UP);
+    assert_int_equal(relay_session_state(f->s), RELAY_SS_UP);
 }
 
 static struct relay_msg *make_msg(uint8_t version, const char *topic, uint8_t qos)
@@ -273,7 +273,7 @@ static void connect_v5_advertises_limits(void **st)
     size_t n;
 
     (void)st;
-    assert_int_equal(relay_session_open(&f->s, f->now), 0);
+    assert_int_equal(relay_session_open(f->s, f->now), 0);
     n = drain_tx(f, out, sizeof(out));
     assert_int_equal(packets(f, out, n, pk, 2), 1);
     assert_int_equal(pk[0].u.connect.version, MQC_V5);
@@ -303,15 +303,15 @@ static void connect_v3_bridge_bit_and_fallback(void **st)
 
     (void)st;
     f->cfg.try_bridge = true;
-    relay_session_open(&f->s, f->now);
+    relay_session_open(f->s, f->now);
     n = drain_tx(f, out, sizeof(out));
     packets(f, out, n, pk, 2);
     assert_true(pk[0].u.connect.bridge);
     ca.u.connack.code = 1; /* unacceptable protocol version */
     assert_true(feed_pkt(f, &ca) < 0);
-    assert_true(f->s.bridge_refused);
-    relay_session_closed(&f->s, f->now);
-    relay_session_open(&f->s, f->now);
+    assert_true(!relay_session_bridge_on(f->s));
+    relay_session_closed(f->s, f->now);
+    relay_session_open(f->s, f->now);
     n = drain_tx(f, out, sizeof(out));
     packets(f, out, n, pk, 2);
     assert_false(pk[0].u.connect.bridge);
@@ -328,18 +328,18 @@ static void subscribe_batches(void **st)
     (void)st;
     /* 3.1.1: 12 filters go in two SUBSCRIBEs (at most 10 each) */
     f = fx_new(MQC_V311, 64, 12);
-    relay_session_open(&f->s, f->now);
+    relay_session_open(f->s, f->now);
     drain_tx(f, out, sizeof(out));
     feed_connack(f, false, NULL, 0);
     n = drain_tx(f, out, sizeof(out));
     assert_int_equal(packets(f, out, n, pk, 16), 2);
     assert_int_equal(pk[0].u.subscribe.count, 10);
     assert_int_equal(pk[1].u.subscribe.count, 2);
-    assert_int_equal(f->s.state, RELAY_SS_SUBSCRIBING);
+    assert_int_equal(relay_session_state(f->s), RELAY_SS_SUBSCRIBING);
     fx_free(f);
     /* 5.0 with Subscription Identifiers: one per packet, each with its identifier */
     f = fx_new(MQC_V5, 64, 3);
-    relay_session_open(&f->s, f->now);
+    relay_session_open(f->s, f->now);
     drain_tx(f, out, sizeof(out));
     feed_connack(f, false, NULL, 0);
     n = drain_tx(f, out, sizeof(out));
@@ -363,10 +363,10 @@ static void publishes_wait_for_suback(void **st)
     size_t n;
 
     (void)st;
-    relay_session_open(&f->s, f->now);
+    relay_session_open(f->s, f->now);
     drain_tx(f, out, sizeof(out));
     feed_connack(f, false, NULL, 0);
-    relay_session_enqueue(&f->s, make_msg(MQC_V311, "a/b", 1), f->now);
+    relay_session_enqueue(f->s, make_msg(MQC_V311, "a/b", 1), f->now);
     n = drain_tx(f, out, sizeof(out));
     assert_int_equal(packets(f, out, n, pk, 16), 1);
     assert_int_equal(pk[0].type, MQC_SUBSCRIBE);
@@ -391,16 +391,16 @@ static void window_follows_receive_maximum(void **st)
     (void)st;
     bring_up(f, false, props, plen);
     for (int i = 0; i < 5; i++)
-        relay_session_enqueue(&f->s, make_msg(MQC_V5, "t", 1), f->now);
+        relay_session_enqueue(f->s, make_msg(MQC_V5, "t", 1), f->now);
     n = drain_tx(f, out, sizeof(out));
     assert_int_equal(packets(f, out, n, pk, 16), 2);
-    assert_int_equal(relay_session_unacked(&f->s), 2);
+    assert_int_equal(relay_session_unacked(f->s), 2);
     uint16_t first = pk[0].u.publish.packet_id;
     assert_int_equal(feed_ack(f, MQC_PUBACK, first, 0), 0);
     assert_int_equal(R.done_ok, 1);
     n = drain_tx(f, out, sizeof(out));
     assert_int_equal(packets(f, out, n, pk, 16), 1);
-    assert_int_equal(relay_session_unacked(&f->s), 2);
+    assert_int_equal(relay_session_unacked(f->s), 2);
     fx_free(f);
 }
 
@@ -415,7 +415,7 @@ static void resend_with_dup_after_reconnect(void **st)
     (void)st;
     bring_up(f, false, NULL, 0);
     for (int i = 0; i < 3; i++)
-        relay_session_enqueue(&f->s,
+        relay_session_enqueue(f->s,
                               make_msg(MQC_V311,
                                        i == 0   ? "a"
                                        : i == 1 ? "b"
@@ -429,7 +429,7 @@ static void resend_with_dup_after_reconnect(void **st)
         assert_false(pk[i].u.publish.dup);
     }
     feed_ack(f, MQC_PUBACK, pids[1], 0);
-    relay_session_closed(&f->s, f->now);
+    relay_session_closed(f->s, f->now);
     bring_up(f, true, NULL, 0);
     n = drain_tx(f, out, sizeof(out));
     assert_int_equal(packets(f, out, n, pk, 16), 2);
@@ -453,7 +453,7 @@ static void qos2_outgoing_resumes_with_pubrel(void **st)
 
     (void)st;
     bring_up(f, false, NULL, 0);
-    relay_session_enqueue(&f->s, make_msg(MQC_V5, "q2", 2), f->now);
+    relay_session_enqueue(f->s, make_msg(MQC_V5, "q2", 2), f->now);
     n = drain_tx(f, out, sizeof(out));
     assert_int_equal(packets(f, out, n, pk, 16), 1);
     pid = pk[0].u.publish.packet_id;
@@ -463,7 +463,7 @@ static void qos2_outgoing_resumes_with_pubrel(void **st)
     assert_int_equal(packets(f, out, n, pk, 16), 1);
     assert_int_equal(pk[0].type, MQC_PUBREL);
     assert_int_equal(feed_ack(f, MQC_PUBCOMP, pid, 0), 0);
-    assert_int_equal(relay_session_unacked(&f->s), 0);
+    assert_int_equal(relay_session_unacked(f->s), 0);
     fx_free(f);
 }
 
@@ -477,13 +477,13 @@ static void qos2_pubrel_queued_before_subscribe(void **st)
 
     (void)st;
     bring_up(f, false, NULL, 0);
-    relay_session_enqueue(&f->s, make_msg(MQC_V5, "q2", 2), f->now);
+    relay_session_enqueue(f->s, make_msg(MQC_V5, "q2", 2), f->now);
     n = drain_tx(f, out, sizeof(out));
     packets(f, out, n, pk, 16);
     pid = pk[0].u.publish.packet_id;
     feed_ack(f, MQC_PUBREC, pid, 0);
-    relay_session_closed(&f->s, f->now); /* PUBREL never written */
-    relay_session_open(&f->s, f->now);
+    relay_session_closed(f->s, f->now); /* PUBREL never written */
+    relay_session_open(f->s, f->now);
     drain_tx(f, out, sizeof(out));
     feed_connack(f, true, NULL, 0);
     n = drain_tx(f, out, sizeof(out));
@@ -491,7 +491,7 @@ static void qos2_pubrel_queued_before_subscribe(void **st)
     assert_int_equal(pk[0].type, MQC_PUBREL);
     assert_int_equal(pk[0].u.ack.packet_id, pid);
     assert_int_equal(feed_ack(f, MQC_PUBCOMP, pid, 0), 0);
-    assert_int_equal(relay_session_unacked(&f->s), 0);
+    assert_int_equal(relay_session_unacked(f->s), 0);
     fx_free(f);
 }
 
@@ -510,10 +510,10 @@ static void incoming_acks_in_arrival_order(void **st)
     feed_publish(f, "c", 1, 13);
     assert_int_equal(R.publishes, 3);
     assert_int_equal(drain_tx(f, out, sizeof(out)), 0); /* nothing acknowledged yet */
-    relay_session_in_done(&f->s, R.refs[2], f->now);
-    relay_session_in_done(&f->s, R.refs[1], f->now);
+    relay_session_in_done(f->s, R.refs[2], f->now);
+    relay_session_in_done(f->s, R.refs[1], f->now);
     assert_int_equal(drain_tx(f, out, sizeof(out)), 0); /* 11 first */
-    relay_session_in_done(&f->s, R.refs[0], f->now);
+    relay_session_in_done(f->s, R.refs[0], f->now);
     n = drain_tx(f, out, sizeof(out));
     assert_int_equal(packets(f, out, n, pk, 16), 3);
     assert_int_equal(pk[0].u.ack.packet_id, 11);
@@ -533,9 +533,9 @@ static void incoming_waits_for_every_destination(void **st)
     bring_up(f, false, NULL, 0);
     R.publish_ret = 2; /* two routes took it */
     feed_publish(f, "a", 1, 7);
-    relay_session_in_done(&f->s, R.refs[0], f->now);
+    relay_session_in_done(f->s, R.refs[0], f->now);
     assert_int_equal(drain_tx(f, out, sizeof(out)), 0);
-    relay_session_in_done(&f->s, R.refs[0], f->now);
+    relay_session_in_done(f->s, R.refs[0], f->now);
     n = drain_tx(f, out, sizeof(out));
     assert_int_equal(packets(f, out, n, pk, 4), 1);
     assert_int_equal(pk[0].type, MQC_PUBACK);
@@ -559,7 +559,7 @@ static void incoming_qos2_exchange(void **st)
     bring_up(f, false, NULL, 0);
     R.publish_ret = 1;
     feed_publish(f, "a", 2, 5);
-    relay_session_in_done(&f->s, R.refs[0], f->now);
+    relay_session_in_done(f->s, R.refs[0], f->now);
     n = drain_tx(f, out, sizeof(out));
     assert_int_equal(packets(f, out, n, pk, 4), 1);
     assert_int_equal(pk[0].type, MQC_PUBREC);
@@ -585,12 +585,12 @@ static void stale_ref_after_reconnect_is_ignored(void **st)
     R.publish_ret = 1;
     feed_publish(f, "a", 1, 9);
     struct relay_in_ref old = R.refs[0];
-    relay_session_closed(&f->s, f->now);
+    relay_session_closed(f->s, f->now);
     bring_up(f, true, NULL, 0);
     feed_publish(f, "a", 1, 9); /* redelivered */
-    relay_session_in_done(&f->s, old, f->now);
+    relay_session_in_done(f->s, old, f->now);
     assert_int_equal(drain_tx(f, out, sizeof(out)), 0); /* the old copy acknowledges nothing */
-    relay_session_in_done(&f->s, R.refs[1], f->now);
+    relay_session_in_done(f->s, R.refs[1], f->now);
     assert_int_equal(drain_tx(f, out, sizeof(out)), 4);
     fx_free(f);
 }
@@ -605,19 +605,19 @@ static void protocol_errors_disconnect_with_reason(void **st)
     (void)st;
     bring_up(f, false, NULL, 0);
     assert_true(feed_ack(f, MQC_PUBACK, 77, 0) < 0);
-    assert_true(relay_session_closing(&f->s));
+    assert_true(relay_session_closing(f->s));
     n = drain_tx(f, out, sizeof(out));
     assert_int_equal(packets(f, out, n, pk, 2), 1);
     assert_int_equal(pk[0].type, MQC_DISCONNECT);
     assert_int_equal(pk[0].u.reason.code, 0x82);
-    assert_non_null(strstr(f->s.why, "PUBACK for unknown packet id 77"));
+    assert_non_null(strstr(relay_session_why(f->s), "PUBACK for unknown packet id 77"));
     fx_free(f);
 
     /* a malformed packet: reason 0x81 */
     f = fx_new(MQC_V5, 64, 0);
     bring_up(f, false, NULL, 0);
     static const uint8_t bad[] = {0x30, 0x03, 0x00, 0x05, 'a'}; /* topic length overruns */
-    assert_true(relay_session_feed(&f->s, bad, sizeof(bad), f->now) < 0);
+    assert_true(relay_session_feed(f->s, bad, sizeof(bad), f->now) < 0);
     n = drain_tx(f, out, sizeof(out));
     packets(f, out, n, pk, 2);
     assert_int_equal(pk[0].u.reason.code, 0x81);
@@ -627,7 +627,7 @@ static void protocol_errors_disconnect_with_reason(void **st)
     f = fx_new(MQC_V5, 64, 0);
     bring_up(f, false, NULL, 0);
     static const uint8_t wild[] = {0x30, 0x05, 0x00, 0x02, 'a', '#', 0x00};
-    assert_true(relay_session_feed(&f->s, wild, sizeof(wild), f->now) < 0);
+    assert_true(relay_session_feed(f->s, wild, sizeof(wild), f->now) < 0);
     n = drain_tx(f, out, sizeof(out));
     packets(f, out, n, pk, 2);
     assert_int_equal(pk[0].u.reason.code, 0x90);
@@ -637,7 +637,7 @@ static void protocol_errors_disconnect_with_reason(void **st)
     f = fx_new(MQC_V5, 64, 0);
     bring_up(f, false, NULL, 0);
     static const uint8_t len5[] = {0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F};
-    assert_true(relay_session_feed(&f->s, len5, sizeof(len5), f->now) < 0);
+    assert_true(relay_session_feed(f->s, len5, sizeof(len5), f->now) < 0);
     fx_free(f);
 
     /* 3.1.1: no DISCONNECT after a protocol error (it would drop the Will), just close */
@@ -659,7 +659,7 @@ static void oversize_packet_refused(void **st)
 
     (void)st;
     bring_up(f, false, NULL, 0);
-    assert_true(relay_session_feed(&f->s, big, sizeof(big), f->now) < 0);
+    assert_true(relay_session_feed(f->s, big, sizeof(big), f->now) < 0);
     n = drain_tx(f, out, sizeof(out));
     packets(f, out, n, pk, 2);
     assert_int_equal(pk[0].u.reason.code, 0x95);
@@ -695,11 +695,11 @@ static void receive_maximum_exceeded_v5_is_held_not_fatal(void **st)
     assert_int_equal(feed_publish(f, "a", 1, 2), 0);
     /* a third is over the limit: kept unread, not a reason to close */
     assert_int_equal(feed_publish(f, "a", 1, 3), 0);
-    assert_false(relay_session_closing(&f->s));
+    assert_false(relay_session_closing(f->s));
     assert_int_equal(R.publishes, 2);
     assert_int_equal(R.rx_full_on, 1);
-    relay_session_in_done(&f->s, R.refs[0], f->now);
-    assert_int_equal(relay_session_resume_rx(&f->s, f->now), 0);
+    relay_session_in_done(f->s, R.refs[0], f->now);
+    assert_int_equal(relay_session_resume_rx(f->s, f->now), 0);
     assert_int_equal(R.publishes, 3);
     fx_free(f);
 }
@@ -714,7 +714,7 @@ static void v3_cap_defers_publishes_not_acks(void **st)
     (void)st;
     bring_up(f, false, NULL, 0);
     /* one message of ours in flight, so its PUBACK must get through */
-    relay_session_enqueue(&f->s, make_msg(MQC_V311, "out", 1), f->now);
+    relay_session_enqueue(f->s, make_msg(MQC_V311, "out", 1), f->now);
     n = drain_tx(f, out, sizeof(out));
     packets(f, out, n, pk, 8);
     uint16_t our = pk[0].u.publish.packet_id;
@@ -732,13 +732,13 @@ static void v3_cap_defers_publishes_not_acks(void **st)
     a.u.ack.packet_id = our;
     mqc_encode(&a, MQC_V311, in + len, sizeof(in) - len, &k);
     len += k;
-    assert_int_equal(relay_session_feed(&f->s, in, len, f->now), 0);
+    assert_int_equal(relay_session_feed(f->s, in, len, f->now), 0);
     assert_int_equal(R.publishes, 2);
     assert_int_equal(R.rx_full_on, 1);
     assert_int_equal(R.done_ok, 1); /* the PUBACK behind the deferred PUBLISH was handled */
-    relay_session_in_done(&f->s, R.refs[0], f->now);
+    relay_session_in_done(f->s, R.refs[0], f->now);
     assert_int_equal(R.rx_full_off, 1);
-    assert_int_equal(relay_session_resume_rx(&f->s, f->now), 0);
+    assert_int_equal(relay_session_resume_rx(f->s, f->now), 0);
     assert_int_equal(R.publishes, 3);
     fx_free(f);
 }
@@ -757,7 +757,7 @@ static void byte_at_a_time(void **st)
     p.u.publish.packet_id = 3;
     mqc_encode(&p, MQC_V5, in, sizeof(in), &k);
     for (size_t i = 0; i < k; i++)
-        assert_int_equal(relay_session_feed(&f->s, in + i, 1, f->now), 0);
+        assert_int_equal(relay_session_feed(f->s, in + i, 1, f->now), 0);
     assert_int_equal(R.publishes, 1);
     assert_string_equal(R.topics[0], "byte/by/byte");
     fx_free(f);
@@ -773,26 +773,26 @@ static void keepalive_and_silent_broker(void **st)
     (void)st;
     bring_up(f, false, NULL, 0);
     f->now += 44000;
-    assert_int_equal(relay_session_tick(&f->s, f->now), 0);
+    assert_int_equal(relay_session_tick(f->s, f->now), 0);
     assert_int_equal(drain_tx(f, out, sizeof(out)), 0);
     f->now += 1000; /* 45 s = 3/4 of 60 */
-    assert_int_equal(relay_session_tick(&f->s, f->now), 0);
+    assert_int_equal(relay_session_tick(f->s, f->now), 0);
     n = drain_tx(f, out, sizeof(out));
     assert_int_equal(packets(f, out, n, pk, 2), 1);
     assert_int_equal(pk[0].type, MQC_PINGREQ);
     /* paused: no answer can arrive, so no timeout; but we keep pinging, every 3/4 keepalive,
      * so the broker hears from us and a closed link shows up as a failed write */
-    relay_session_set_rx_paused(&f->s, true);
+    relay_session_set_rx_paused(f->s, true);
     for (int i = 0; i < 3; i++) {
         f->now += 46000;
-        assert_int_equal(relay_session_tick(&f->s, f->now), 0);
+        assert_int_equal(relay_session_tick(f->s, f->now), 0);
         n = drain_tx(f, out, sizeof(out));
         assert_int_equal(packets(f, out, n, pk, 2), 1);
         assert_int_equal(pk[0].type, MQC_PINGREQ);
     }
-    relay_session_set_rx_paused(&f->s, false);
-    assert_true(relay_session_tick(&f->s, f->now) < 0);
-    assert_non_null(strstr(f->s.why, "no PINGRESP"));
+    relay_session_set_rx_paused(f->s, false);
+    assert_true(relay_session_tick(f->s, f->now) < 0);
+    assert_non_null(strstr(relay_session_why(f->s), "no PINGRESP"));
     fx_free(f);
 }
 
@@ -803,12 +803,12 @@ static void ack_timeout_closes(void **st)
 
     (void)st;
     bring_up(f, false, NULL, 0);
-    relay_session_enqueue(&f->s, make_msg(MQC_V311, "t", 1), f->now);
+    relay_session_enqueue(f->s, make_msg(MQC_V311, "t", 1), f->now);
     drain_tx(f, out, sizeof(out));
-    assert_int_equal(relay_session_deadline(&f->s) <= f->now + 20000, 1);
+    assert_int_equal(relay_session_deadline(f->s) <= f->now + 20000, 1);
     f->now += 20000;
-    assert_true(relay_session_tick(&f->s, f->now) < 0);
-    assert_non_null(strstr(f->s.why, "no acknowledgement"));
+    assert_true(relay_session_tick(f->s, f->now) < 0);
+    assert_non_null(strstr(relay_session_why(f->s), "no acknowledgement"));
     fx_free(f);
 }
 
@@ -825,11 +825,11 @@ static void connack_limits_obeyed(void **st)
     plen = put_prop(props, plen, MQC_PROP_RETAIN_AVAILABLE, 0);
     plen = put_prop(props, plen, MQC_PROP_SERVER_KEEP_ALIVE, 120);
     bring_up(f, false, props, plen);
-    assert_int_equal(f->s.peer_max_qos, 2);
-    assert_int_equal(f->s.keepalive, 120);
+    assert_int_equal(relay_session_max_qos(f->s), 2);
+    assert_int_equal(relay_session_keepalive(f->s), 120);
     struct relay_msg *m = make_msg(MQC_V5, "r", 2);
     m->data[0] |= 1; /* retained */
-    relay_session_enqueue(&f->s, m, f->now);
+    relay_session_enqueue(f->s, m, f->now);
     n = drain_tx(f, out, sizeof(out));
     packets(f, out, n, pk, 4);
     assert_int_equal(pk[0].u.publish.qos, 2);
@@ -841,8 +841,8 @@ static void connack_limits_obeyed(void **st)
     plen = put_prop(props, 0, MQC_PROP_MAXIMUM_QOS, 0);
     plen = put_prop(props, plen, MQC_PROP_MAXIMUM_PACKET_SIZE, 20);
     bring_up(f, false, props, plen);
-    relay_session_enqueue(&f->s, make_msg(MQC_V5, "q", 1), f->now);
-    relay_session_enqueue(&f->s, make_msg(MQC_V5, "a-topic-that-is-too-long-for-20", 0), f->now);
+    relay_session_enqueue(f->s, make_msg(MQC_V5, "q", 1), f->now);
+    relay_session_enqueue(f->s, make_msg(MQC_V5, "a-topic-that-is-too-long-for-20", 0), f->now);
     n = drain_tx(f, out, sizeof(out));
     assert_int_equal(packets(f, out, n, pk, 4), 1);
     assert_int_equal(pk[0].u.publish.qos, 0);
@@ -860,13 +860,13 @@ static void busy_is_retried_rejected_is_dropped(void **st)
 
     (void)st;
     bring_up(f, false, NULL, 0);
-    relay_session_enqueue(&f->s, make_msg(MQC_V5, "busy", 1), f->now);
+    relay_session_enqueue(f->s, make_msg(MQC_V5, "busy", 1), f->now);
     n = drain_tx(f, out, sizeof(out));
     packets(f, out, n, pk, 4);
     assert_int_equal(feed_ack(f, MQC_PUBACK, pk[0].u.publish.packet_id, 0x83), 0);
     assert_int_equal(drain_tx(f, out, sizeof(out)), 0); /* not at once */
     f->now += 1000;
-    relay_session_tick(&f->s, f->now);
+    relay_session_tick(f->s, f->now);
     n = drain_tx(f, out, sizeof(out));
     assert_int_equal(packets(f, out, n, pk, 4), 1);
     assert_int_equal(pk[0].type, MQC_PUBLISH);
@@ -897,7 +897,7 @@ static void expired_message_dropped_at_send(void **st)
     m->expiry_off = (uint32_t)(w - plen + 1);
     m->t_in_ms = f->now;
     m->route = UINT32_MAX;
-    relay_session_enqueue(&f->s, m, f->now);
+    relay_session_enqueue(f->s, m, f->now);
     f->now += 3500; /* held 3.5 s while the link came up */
     bring_up(f, false, NULL, 0);
     n = drain_tx(f, out, sizeof(out));
@@ -906,7 +906,7 @@ static void expired_message_dropped_at_send(void **st)
     assert_int_equal(mqc_props_find(&pk[0].u.publish.props, MQC_PROP_MESSAGE_EXPIRY, &e), MQC_OK);
     assert_int_equal(e.num, 7);
     /* resent after 11 s: expired by then */
-    relay_session_closed(&f->s, f->now);
+    relay_session_closed(f->s, f->now);
     f->now += 8000;
     bring_up(f, true, NULL, 0);
     assert_int_equal(drain_tx(f, out, sizeof(out)), 0);
@@ -936,10 +936,10 @@ static void large_publish_split_across_writes(void **st)
     m->pid_off = (uint32_t)pid_off;
     m->route = UINT32_MAX;
     bring_up(f, false, NULL, 0);
-    relay_session_enqueue(&f->s, m, f->now);
-    relay_session_enqueue(&f->s, make_msg(MQC_V311, "small", 1), f->now);
+    relay_session_enqueue(f->s, m, f->now);
+    relay_session_enqueue(f->s, make_msg(MQC_V311, "small", 1), f->now);
     do { /* 16 KiB writes, as the transport makes them */
-        relay_session_next_tx(&f->s, out + total, 16384, &n, f->now);
+        relay_session_next_tx(f->s, out + total, 16384, &n, f->now);
         total += n;
     } while (n);
     assert_int_equal(packets(f, out, total, pk, 4), 2);
@@ -968,7 +968,7 @@ static void window_marks_report(void **st)
         mqc_encode_publish(&p, MQC_V311, m->data, size, &w, NULL);
         m->len = (uint32_t)w;
         m->route = UINT32_MAX;
-        relay_session_enqueue(&f->s, m, f->now);
+        relay_session_enqueue(f->s, m, f->now);
     }
     assert_int_equal(R.window_over, 1);
     bring_up(f, false, NULL, 0);

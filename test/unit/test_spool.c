@@ -27,7 +27,7 @@
 
 #include <cmocka.h>
 
-#include "relay.h"
+#include "store/spool.h"
 
 #define REC_HDR 56u /* the documented record header (spool.c) */
 
@@ -96,6 +96,19 @@ static uint64_t mono_ms(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* relay_spool_open() with the clocks read here (the spool reads none itself). */
+static int spool_open(const char *dir, uint64_t max_size, const char *who, struct relay_log *log,
+                      relay_spool_durable_fn durable, void *arg, struct relay_spool **out,
+                      char *err, size_t errlen)
+{
+    struct timespec ts;
+    struct relay_spool_opts o = {dir, max_size, who, log, durable, arg, mono_ms(), 0};
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    o.wall_offset_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - (int64_t)o.now_ms;
+    return relay_spool_open(&o, out, err, errlen);
 }
 
 static int setup(void **st)
@@ -198,7 +211,7 @@ static struct relay_spool *open_ok(struct fx *f, uint64_t max_size)
 {
     struct relay_spool *sp = NULL;
     char err[256];
-    int rc = relay_spool_open(f->spool, max_size, "spool test", &f->log, on_durable, f, &sp, err,
+    int rc = spool_open(f->spool, max_size, "spool test", &f->log, on_durable, f, &sp, err,
                               sizeof(err));
 
     if (rc)
@@ -220,7 +233,7 @@ static void append(struct fx *f, struct relay_spool *sp, uint32_t i, size_t len)
 static uint64_t next_is(struct fx *f, struct relay_spool *sp, uint32_t i, size_t len)
 {
     uint32_t conn = 99;
-    struct relay_msg *m = relay_spool_next(sp, &conn);
+    struct relay_msg *m = relay_spool_next(sp, mono_ms(), &conn);
     uint64_t seq;
 
     if (!m)
@@ -363,19 +376,19 @@ static void round_trip(void **st)
         append(f, sp, i, lens[i]);
         bytes += REC_HDR + lens[i];
     }
-    assert_null(relay_spool_next(sp, NULL)); /* nothing is handed out before it is durable */
+    assert_null(relay_spool_next(sp, mono_ms(), NULL)); /* nothing is handed out before it is durable */
     assert_int_equal(f->n_durable, 0);
     assert_int_equal(relay_spool_commit(sp, f->base_ms), 0);
     for (uint32_t i = 0; i < 5; i++)
         assert_int_equal(next_is(f, sp, i, lens[i]), i + 1);
-    assert_null(relay_spool_next(sp, NULL));
+    assert_null(relay_spool_next(sp, mono_ms(), NULL));
     relay_spool_stats(sp, &s);
     assert_int_equal(s.messages, 5);
     assert_int_equal(s.bytes, bytes);
     assert_int_equal(s.oldest_ms, f->base_ms);
     assert_int_equal(s.fsyncs, 1);
     assert_int_equal(s.write_errors, 0);
-    relay_spool_close(sp);
+    relay_spool_close(sp, mono_ms());
 
     /* the file is what spool.c documents, checked with an independent CRC32C */
     assert_int_equal(crc32c_ref((const uint8_t *)"123456789", 9), 0xE3069283u);
@@ -413,11 +426,11 @@ static void round_trip(void **st)
     sp = open_ok(f, 1u << 30);
     for (uint32_t i = 0; i < 5; i++)
         assert_int_equal(next_is(f, sp, i, lens[i]), i + 1);
-    assert_null(relay_spool_next(sp, NULL));
+    assert_null(relay_spool_next(sp, mono_ms(), NULL));
     append(f, sp, 5, 16); /* numbering goes on */
     assert_int_equal(relay_spool_commit(sp, f->base_ms), 0);
     assert_int_equal(next_is(f, sp, 5, 16), 6);
-    relay_spool_close(sp);
+    relay_spool_close(sp, mono_ms());
 }
 
 /* ---- group commit ------------------------------------------------------------------------- */
@@ -472,8 +485,8 @@ static void group_commit(void **st)
     assert_int_equal(relay_spool_commit(sp, now), 0);
     for (uint32_t k = 0; k < i; k++)
         next_is(f, sp, k, k < 2000 ? 100 : 1000);
-    assert_null(relay_spool_next(sp, NULL));
-    relay_spool_close(sp);
+    assert_null(relay_spool_next(sp, mono_ms(), NULL));
+    relay_spool_close(sp, mono_ms());
 }
 
 /* ---- delivery out of order, reclaiming segments -------------------------------------------- */
@@ -510,10 +523,10 @@ static void out_of_order_delivery(void **st)
 
     /* even sequence numbers first, in reverse: nothing can go (1 is still out) */
     for (uint64_t q = N; q >= 2; q -= 2)
-        relay_spool_delivered(sp, q);
-    relay_spool_delivered(sp, 4);      /* twice: ignored */
-    relay_spool_delivered(sp, N + 50); /* never handed out: ignored */
-    relay_spool_delivered(sp, 0);
+        relay_spool_delivered(sp, q, mono_ms());
+    relay_spool_delivered(sp, 4, mono_ms());      /* twice: ignored */
+    relay_spool_delivered(sp, N + 50, mono_ms()); /* never handed out: ignored */
+    relay_spool_delivered(sp, 0, mono_ms());
     relay_spool_stats(sp, &s);
     assert_int_equal(s.messages, N / 2);
     assert_int_equal(s.oldest_ms, f->base_ms); /* message 0 (sequence 1) */
@@ -523,7 +536,7 @@ static void out_of_order_delivery(void **st)
     for (uint64_t q = 1; q < N; q += 2) {
         uint64_t w = q + 2; /* the lowest sequence number still out */
 
-        relay_spool_delivered(sp, q);
+        relay_spool_delivered(sp, q, mono_ms());
         for (size_t j = 0; j + 1 < n_names; j++)
             assert_int_equal(seg_exists(f, names[j]), names[j + 1] > w);
         relay_spool_stats(sp, &s);
@@ -540,7 +553,7 @@ static void out_of_order_delivery(void **st)
     assert_int_equal(relay_spool_commit(sp, now += 2), 0);
     assert_int_equal(next_is(f, sp, N, 500), N + 1);
     assert_true(seg_exists(f, N + 1));
-    relay_spool_close(sp);
+    relay_spool_close(sp, mono_ms());
 }
 
 /* ---- restarts ----------------------------------------------------------------------------- */
@@ -556,21 +569,21 @@ static void restart_redelivers(void **st)
     for (uint32_t i = 0; i < 100; i++)
         next_is(f, sp, i, 200);
     for (uint64_t q = 1; q <= 30; q++)
-        relay_spool_delivered(sp, q);
+        relay_spool_delivered(sp, q, mono_ms());
     for (uint64_t q = 50; q <= 60; q++)
-        relay_spool_delivered(sp, q);
-    relay_spool_close(sp); /* saves the watermark: 31 */
+        relay_spool_delivered(sp, q, mono_ms());
+    relay_spool_close(sp, mono_ms()); /* saves the watermark: 31 */
 
     f->t_tol = 3;
     sp = open_ok(f, 1u << 30);
     /* at least once, in order: 31..100 (50..60 again: above the watermark) */
     for (uint32_t i = 30; i < 100; i++)
         assert_int_equal(next_is(f, sp, i, 200), i + 1);
-    assert_null(relay_spool_next(sp, NULL));
+    assert_null(relay_spool_next(sp, mono_ms(), NULL));
     append(f, sp, 100, 200);
     assert_int_equal(relay_spool_commit(sp, f->base_ms), 0);
     assert_int_equal(next_is(f, sp, 100, 200), 101);
-    relay_spool_close(sp);
+    relay_spool_close(sp, mono_ms());
 }
 
 /* The child dies by SIGKILL without closing: only what a commit saved counts. */
@@ -581,7 +594,7 @@ static void crash_child(struct fx *f)
     char err[256];
     uint64_t now = f->base_ms + 1000;
 
-    if (relay_spool_open(f->spool, 1u << 30, "child", &f->log, on_durable, f, &sp, err,
+    if (spool_open(f->spool, 1u << 30, "child", &f->log, on_durable, f, &sp, err,
                          sizeof(err)) != 0)
         _exit(2);
     for (uint32_t i = 0; i < 200; i++) {
@@ -592,15 +605,15 @@ static void crash_child(struct fx *f)
     }
     if (relay_spool_commit(sp, now) != 0)
         _exit(4);
-    while ((m = relay_spool_next(sp, NULL)) != NULL)
+    while ((m = relay_spool_next(sp, mono_ms(), NULL)) != NULL)
         free(m);
     for (uint64_t q = 1; q <= 50; q++)
-        relay_spool_delivered(sp, q);
+        relay_spool_delivered(sp, q, mono_ms());
     if (relay_spool_deadline(sp) > now)
         _exit(5);
     relay_spool_commit(sp, now); /* saves watermark 51 */
     for (uint64_t q = 51; q <= 120; q++)
-        relay_spool_delivered(sp, q); /* not saved: less than 500 ms later */
+        relay_spool_delivered(sp, q, mono_ms()); /* not saved: less than 500 ms later */
     for (uint32_t i = 200; i < 215; i++) {
         m = mk(f, i, 200);
         relay_spool_append(sp, m, i % 4, NULL);
@@ -633,11 +646,11 @@ static void crash_redelivers(void **st)
     sp = open_ok(f, 1u << 30);
     for (uint32_t i = 50; i < 210; i++) /* from the saved watermark on, in order */
         assert_int_equal(next_is(f, sp, i, 200), i + 1);
-    assert_null(relay_spool_next(sp, NULL));
+    assert_null(relay_spool_next(sp, mono_ms(), NULL));
     append(f, sp, 300, 200);
     assert_int_equal(relay_spool_commit(sp, f->base_ms), 0);
     assert_int_equal(next_is(f, sp, 300, 200), 211);
-    relay_spool_close(sp);
+    relay_spool_close(sp, mono_ms());
 }
 
 /* ---- damaged journals --------------------------------------------------------------------- */
@@ -655,7 +668,7 @@ static void write_journal(struct fx *f, uint32_t n, size_t (*len)(uint32_t), cha
         ends[i] = off += REC_HDR + len(i);
     }
     assert_int_equal(relay_spool_commit(sp, f->base_ms), 0);
-    relay_spool_close(sp);
+    relay_spool_close(sp, mono_ms());
     only_segment(f->spool, seg, cap);
     assert_int_equal(file_size(seg), off);
 }
@@ -689,11 +702,11 @@ static void truncated_tail(void **st)
         copy_file(seg, copy, (off_t)cut);
         capture_begin(f, &c);
         assert_int_equal(
-            relay_spool_open(t, 1u << 30, "cut", &f->log, on_durable, f, &sp, err, sizeof(err)), 0);
+            spool_open(t, 1u << 30, "cut", &f->log, on_durable, f, &sp, err, sizeof(err)), 0);
         log = capture_end(&c);
         for (uint32_t i = 0; i < k; i++)
             assert_int_equal(next_is(f, sp, i, tail_len(i)), i + 1);
-        assert_null(relay_spool_next(sp, NULL));
+        assert_null(relay_spool_next(sp, mono_ms(), NULL));
         if (cut == ends[k - 1]) {
             assert_null(strstr(log, "dropped"));
         } else {
@@ -708,7 +721,7 @@ static void truncated_tail(void **st)
             assert_int_equal(file_size(copy), ends[k - 1]); /* truncated at the torn record */
         }
         free(log);
-        relay_spool_close(sp);
+        relay_spool_close(sp, mono_ms());
         assert_int_equal(nftw(t, rm_one, 16, FTW_DEPTH | FTW_PHYS), 0);
     }
 }
@@ -750,7 +763,7 @@ static void corrupt_middle(void **st)
 
     capture_begin(f, &c);
     assert_int_equal(
-        relay_spool_open(f->spool, 1u << 30, "mid", &f->log, on_durable, f, &sp, err, sizeof(err)),
+        spool_open(f->spool, 1u << 30, "mid", &f->log, on_durable, f, &sp, err, sizeof(err)),
         0);
     log = capture_end(&c);
     assert_non_null(strstr(log, "corrupt bytes at offset"));
@@ -760,8 +773,8 @@ static void corrupt_middle(void **st)
     for (uint32_t i = 0; i < 20; i++)
         if (i != 4 && i != 8 && i != 12 && i != 15)
             assert_int_equal(next_is(f, sp, i, 100), i + 1);
-    assert_null(relay_spool_next(sp, NULL));
-    relay_spool_close(sp);
+    assert_null(relay_spool_next(sp, mono_ms(), NULL));
+    relay_spool_close(sp, mono_ms());
 
     /* damage after the write, found by the reader (past what its 1 MiB buffer already holds):
      * logged as an error, skipped, the rest still comes */
@@ -773,7 +786,7 @@ static void corrupt_middle(void **st)
     poke(seg, 11 * (REC_HDR + 100000) + REC_HDR + 7, &x, 1); /* record 11 */
     capture_begin(f, &c);
     for (uint32_t i = 0; i < 12; i++) {
-        struct relay_msg *got = relay_spool_next(sp, NULL);
+        struct relay_msg *got = relay_spool_next(sp, mono_ms(), NULL);
 
         got_seq[i] = got ? got->spool_seq : 0;
         free(got);
@@ -785,15 +798,15 @@ static void corrupt_middle(void **st)
     assert_non_null(strstr(log, "ERROR"));
     assert_non_null(strstr(log, "corrupt bytes skipped at offset"));
     free(log);
-    relay_spool_close(sp);
+    relay_spool_close(sp, mono_ms());
 
     /* a segment of nothing but zeros holds no record: it goes, the spool opens empty */
     assert_int_equal(unlink(seg), 0);
     copy_file("/dev/zero", seg, 4096);
     sp = open_ok(f, 1u << 30);
-    assert_null(relay_spool_next(sp, NULL));
+    assert_null(relay_spool_next(sp, mono_ms(), NULL));
     assert_int_equal(count_segments(f->spool), 0);
-    relay_spool_close(sp);
+    relay_spool_close(sp, mono_ms());
 }
 
 /* ---- max_size ----------------------------------------------------------------------------- */
@@ -828,9 +841,9 @@ static void full_and_hysteresis(void **st)
     assert_true(relay_spool_full(sp));
 
     for (uint32_t i = 0; i < n; i++) {
-        m = relay_spool_next(sp, NULL);
+        m = relay_spool_next(sp, mono_ms(), NULL);
         assert_non_null(m);
-        relay_spool_delivered(sp, m->spool_seq);
+        relay_spool_delivered(sp, m->spool_seq, mono_ms());
         free(m);
         relay_spool_stats(sp, &s);
         /* full until usage falls under 90 % */
@@ -842,7 +855,7 @@ static void full_and_hysteresis(void **st)
     m = mk(f, n, 1000);
     assert_int_equal(relay_spool_append(sp, m, 0, NULL), 0);
     free(m);
-    relay_spool_close(sp);
+    relay_spool_close(sp, mono_ms());
 }
 
 /* ---- disk errors -------------------------------------------------------------------------- */
@@ -888,8 +901,8 @@ static void fsync_failure(void **st)
     assert_int_equal(count_segments(f->spool), 2); /* the untrusted file is left behind */
     for (uint32_t i = 0; i < 10; i++)
         assert_int_equal(next_is(f, sp, i, 120), i + 1);
-    assert_null(relay_spool_next(sp, NULL));
-    relay_spool_close(sp);
+    assert_null(relay_spool_next(sp, mono_ms(), NULL));
+    relay_spool_close(sp, mono_ms());
 
     /* Had the lost write reached the old file after all, the copies are skipped. */
     snprintf(old, sizeof(old), "%s/seg-0000000000000001.log", f->spool);
@@ -908,8 +921,8 @@ static void fsync_failure(void **st)
     free(log);
     for (uint32_t i = 0; i < 10; i++)
         assert_int_equal(next_is(f, sp, i, 120), i + 1);
-    assert_null(relay_spool_next(sp, NULL));
-    relay_spool_close(sp);
+    assert_null(relay_spool_next(sp, mono_ms(), NULL));
+    relay_spool_close(sp, mono_ms());
 }
 
 /* fdatasync fails on a segment's very first commit: the empty file goes, the retry makes it
@@ -924,13 +937,13 @@ static void fsync_failure_new_segment(void **st)
     fail_fsync = 1;
     assert_int_equal(relay_spool_commit(sp, f->base_ms), -EIO);
     assert_int_equal(count_segments(f->spool), 0);
-    assert_null(relay_spool_next(sp, NULL));
+    assert_null(relay_spool_next(sp, mono_ms(), NULL));
     assert_int_equal(relay_spool_commit(sp, f->base_ms + 1000), 0);
     assert_int_equal(count_segments(f->spool), 1);
     assert_true(seg_exists(f, 1));
     for (uint32_t i = 0; i < 3; i++)
         assert_int_equal(next_is(f, sp, i, 50), i + 1);
-    relay_spool_close(sp);
+    relay_spool_close(sp, mono_ms());
 }
 
 /* Short writes, a full disk, an I/O error after part of a batch was written. */
@@ -970,14 +983,14 @@ static void write_failures(void **st)
         assert_int_equal(f->durable[k], k + 1);
     for (uint32_t k = 0; k < 70; k++)
         assert_int_equal(next_is(f, sp, k, 300), k + 1);
-    relay_spool_close(sp);
+    relay_spool_close(sp, mono_ms());
 
     f->t_tol = 3;
     sp = open_ok(f, 1u << 30); /* the rewritten bytes are what is on disk */
     for (uint32_t k = 0; k < 70; k++)
         assert_int_equal(next_is(f, sp, k, 300), k + 1);
-    assert_null(relay_spool_next(sp, NULL));
-    relay_spool_close(sp);
+    assert_null(relay_spool_next(sp, mono_ms(), NULL));
+    relay_spool_close(sp, mono_ms());
 }
 
 /* ---- the directory ------------------------------------------------------------------------ */
@@ -1033,22 +1046,22 @@ static void unwritable_directory(void **st)
     close(fd);
     snprintf(path, sizeof(path), "%s/file/spool", f->dir);
     assert_int_equal(
-        relay_spool_open(path, 1u << 30, "x", &f->log, on_durable, f, &sp, err, sizeof(err)),
+        spool_open(path, 1u << 30, "x", &f->log, on_durable, f, &sp, err, sizeof(err)),
         -ENOTDIR);
     assert_null(sp);
     assert_non_null(strstr(err, "cannot create spool directory"));
     assert_non_null(strstr(err, "Not a directory"));
     snprintf(path, sizeof(path), "%s/file", f->dir);
     assert_int_equal(
-        relay_spool_open(path, 1u << 30, "x", &f->log, on_durable, f, &sp, err, sizeof(err)),
+        spool_open(path, 1u << 30, "x", &f->log, on_durable, f, &sp, err, sizeof(err)),
         -ENOTDIR);
     assert_non_null(strstr(err, "is not a directory"));
 
     /* created with mode 0700, parents too */
     snprintf(path, sizeof(path), "%s/a/b/c", f->dir);
     assert_int_equal(
-        relay_spool_open(path, 1u << 30, "x", &f->log, on_durable, f, &sp, err, sizeof(err)), 0);
-    relay_spool_close(sp);
+        spool_open(path, 1u << 30, "x", &f->log, on_durable, f, &sp, err, sizeof(err)), 0);
+    relay_spool_close(sp, mono_ms());
     {
         struct stat stt;
 
@@ -1059,7 +1072,7 @@ static void unwritable_directory(void **st)
     /* one relay per directory */
     sp = open_ok(f, 1u << 30);
     assert_int_equal(
-        relay_spool_open(f->spool, 1u << 30, "x", &f->log, on_durable, f, &sp2, err, sizeof(err)),
+        spool_open(f->spool, 1u << 30, "x", &f->log, on_durable, f, &sp2, err, sizeof(err)),
         -EBUSY);
     assert_non_null(strstr(err, "in use"));
 
@@ -1068,7 +1081,7 @@ static void unwritable_directory(void **st)
     for (uint32_t i = 0; i < 3; i++)
         append(f, sp, i, 64);
     if (!make_unwritable(f, f->spool)) {
-        relay_spool_close(sp);
+        relay_spool_close(sp, mono_ms());
         return;
     }
     capture_begin(f, &c);
@@ -1078,17 +1091,17 @@ static void unwritable_directory(void **st)
     free(log);
     assert_int_equal(f->n_durable, 0);
     assert_true(relay_spool_full(sp));
-    assert_null(relay_spool_next(sp, NULL));
+    assert_null(relay_spool_next(sp, mono_ms(), NULL));
     make_writable(f, f->spool);
     assert_int_equal(relay_spool_commit(sp, f->base_ms + 1000), 0);
     assert_int_equal(f->n_durable, 3);
     assert_false(relay_spool_full(sp));
-    relay_spool_close(sp);
+    relay_spool_close(sp, mono_ms());
 
     /* an unwritable directory is refused at open with a clear error */
     assert_true(make_unwritable(f, f->spool));
     sp = (struct relay_spool *)1;
-    assert_true(relay_spool_open(f->spool, 1u << 30, "x", &f->log, on_durable, f, &sp, err,
+    assert_true(spool_open(f->spool, 1u << 30, "x", &f->log, on_durable, f, &sp, err,
                                  sizeof(err)) < 0);
     assert_null(sp);
     if (!strstr(err, "is not writable"))
@@ -1143,7 +1156,7 @@ static void random_walk(void **st)
             fail_fsync = fail_write = 0;
             short_write = 0;
         } else if (r < 75) {
-            if ((m = relay_spool_next(sp, NULL)) != NULL) {
+            if ((m = relay_spool_next(sp, mono_ms(), NULL)) != NULL) {
                 assert_true((int64_t)m->route > last); /* in order, once */
                 last = m->route;
                 seqs[m->route] = m->spool_seq;
@@ -1155,11 +1168,11 @@ static void random_walk(void **st)
                 uint32_t k = rnd(&x) % n_handed, h = handed[k];
 
                 handed[k] = handed[--n_handed];
-                relay_spool_delivered(sp, seqs[h]);
+                relay_spool_delivered(sp, seqs[h], mono_ms());
                 delivered[h] = 1;
             }
         } else if (r < 99) {
-            relay_spool_close(sp);
+            relay_spool_close(sp, mono_ms());
             sp = open_ok(f, 256u << 10);
             n_handed = 0; /* what was out comes again */
             last = -1;
@@ -1170,15 +1183,15 @@ static void random_walk(void **st)
     /* the end: the disk works, everything is handed out and delivered */
     while (relay_spool_deadline(sp))
         relay_spool_commit(sp, now += 1000);
-    while ((m = relay_spool_next(sp, NULL)) != NULL) {
+    while ((m = relay_spool_next(sp, mono_ms(), NULL)) != NULL) {
         assert_true((int64_t)m->route > last);
         last = m->route;
         delivered[m->route] = 1;
-        relay_spool_delivered(sp, m->spool_seq);
+        relay_spool_delivered(sp, m->spool_seq, mono_ms());
         free(m);
     }
     for (uint32_t k = 0; k < n_handed; k++) {
-        relay_spool_delivered(sp, seqs[handed[k]]);
+        relay_spool_delivered(sp, seqs[handed[k]], mono_ms());
         delivered[handed[k]] = 1;
     }
     relay_spool_stats(sp, &s);
@@ -1188,10 +1201,10 @@ static void random_walk(void **st)
             fail_msg("message %u was reported durable and never delivered", f->durable[k] - 1);
     print_message("%u messages, %zu reported durable, %zu segment files left\n", id, f->n_durable,
                   count_segments(f->spool));
-    relay_spool_close(sp);
+    relay_spool_close(sp, mono_ms());
     sp = open_ok(f, 256u << 10); /* all delivered: nothing comes back */
-    assert_null(relay_spool_next(sp, NULL));
-    relay_spool_close(sp);
+    assert_null(relay_spool_next(sp, mono_ms(), NULL));
+    relay_spool_close(sp, mono_ms());
     free(delivered);
     free(handed);
     free(seqs);
@@ -1246,7 +1259,7 @@ static void bounded_memory(void **st)
     assert_int_equal(s.bytes, (uint64_t)N * (REC_HDR + LEN));
     assert_true(s.fsyncs < 200); /* about one per MiB */
     assert_int_equal(f->n_durable, N);
-    relay_spool_close(sp);
+    relay_spool_close(sp, mono_ms());
 
     f->t_tol = 3;
     sp = open_ok(f, 1ull << 30);
@@ -1255,15 +1268,15 @@ static void bounded_memory(void **st)
     for (uint32_t i = 0; i < N; i++) {
         uint64_t seq = next_is(f, sp, i, LEN);
 
-        relay_spool_delivered(sp, seq);
+        relay_spool_delivered(sp, seq, mono_ms());
         if (i % 1000 == 0 && heap_in_use() > base + peak)
             peak = heap_in_use() - base;
     }
-    assert_null(relay_spool_next(sp, NULL));
+    assert_null(relay_spool_next(sp, mono_ms(), NULL));
     relay_spool_stats(sp, &s);
     assert_int_equal(s.messages, 0);
     assert_true(count_segments(f->spool) <= 1);
-    relay_spool_close(sp);
+    relay_spool_close(sp, mono_ms());
     print_message("heap above the start: at most %.1f MiB for a %.0f MiB journal\n",
                   (double)peak / (1 << 20), (double)N * (REC_HDR + LEN) / (1 << 20));
     if (measurable)

@@ -12,7 +12,8 @@
 
 #include <cmocka.h>
 
-#include "relay.h"
+#include "route/template.h"
+#include "mqttcodec.h"
 
 /* ---- compile ------------------------------------------------------------------------------ */
 

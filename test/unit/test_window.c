@@ -6,7 +6,8 @@
 
 #include <cmocka.h>
 
-#include "relay.h"
+#include "session/rate.h"
+#include "session/window.h"
 
 static void credits(void **st)
 {

@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "relay.h"
+#include "core/internal.h"
 
 const double relay_latency_bounds[RELAY_LATENCY_BUCKETS] = {
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
@@ -19,30 +19,19 @@ void relay_latency_observe(struct relay *r, uint64_t ms)
     uint64_t h = ms * 2u;
     size_t i = 0;
 
-    r->latency_count++;
-    r->latency_sum_ms += ms;
+    r->stats.latency_count++;
+    r->stats.latency_sum_ms += ms;
     while (i < RELAY_LATENCY_BUCKETS && h > bounds_half_ms[i])
         i++;
     if (i < RELAY_LATENCY_BUCKETS)
-        r->latency_buckets[i]++;
-}
-
-static bool conn_up(const struct relay_conn *c)
-{
-    return c->st == RELAY_CONN_OPEN && c->s.state >= RELAY_SS_SUBSCRIBING &&
-           c->s.state != RELAY_SS_CLOSING;
+        r->stats.latency_buckets[i]++;
 }
 
 bool relay_healthy(const struct relay *r)
 {
-    for (size_t i = 0; i < r->n_brokers; i++) {
-        bool any = false;
-
-        for (uint32_t j = 0; j < r->brokers[i].n_conns; j++)
-            any |= conn_up(&r->brokers[i].conns[j]);
-        if (!any)
+    for (size_t i = 0; i < r->n_brokers; i++)
+        if (!relay_broker_up(&r->brokers[i]))
             return false;
-    }
     return true;
 }
 
@@ -76,18 +65,18 @@ static void route_counter(FILE *f, const struct relay *r, const char *name, cons
         fprintf(f, "%s{route=\"", name);
         label(f, rt->cfg->name);
         fprintf(f, "\",broker=\"%s\"} %llu\n", b->cfg->name,
-                (unsigned long long)(which ? rt->forwarded : rt->received));
+                (unsigned long long)(which ? rt->stats.forwarded : rt->stats.received));
     }
 }
 
 typedef double (*conn_value)(const struct relay_conn *c);
 
-static double v_inflight(const struct relay_conn *c) { return relay_session_unacked(&c->s); }
-static double v_queued(const struct relay_conn *c) { return (double)c->s.win.queued; }
-static double v_up(const struct relay_conn *c) { return conn_up(c) ? 1 : 0; }
-static double v_reconnects(const struct relay_conn *c) { return (double)c->reconnects; }
-static double v_sent(const struct relay_conn *c) { return (double)c->bytes_sent; }
-static double v_received(const struct relay_conn *c) { return (double)c->bytes_received; }
+static double v_inflight(const struct relay_conn *c) { return relay_session_unacked(c->s); }
+static double v_queued(const struct relay_conn *c) { return (double)relay_session_queued_bytes(c->s); }
+static double v_up(const struct relay_conn *c) { return relay_conn_up(c) ? 1 : 0; }
+static double v_reconnects(const struct relay_conn *c) { return (double)c->stats.reconnects; }
+static double v_sent(const struct relay_conn *c) { return (double)c->stats.bytes_sent; }
+static double v_received(const struct relay_conn *c) { return (double)c->stats.bytes_received; }
 static double v_paused(const struct relay_conn *c) { return c->rx_paused ? 1 : 0; }
 
 static void conn_metric(FILE *f, const struct relay *r, const char *name, const char *type,
@@ -100,7 +89,7 @@ static void conn_metric(FILE *f, const struct relay *r, const char *name, const 
                     j, v(&r->brokers[i].conns[j]));
 }
 
-static void spool_metrics(FILE *f, const struct relay *r)
+static void spool_metrics(FILE *f, const struct relay *r, uint64_t now)
 {
     static const struct {
         const char *name, *type, *help;
@@ -111,8 +100,6 @@ static void spool_metrics(FILE *f, const struct relay *r)
         {"mqtt_relay_spool_fsyncs_total", "counter", "Group commits (one fsync each)."},
         {"mqtt_relay_spool_write_errors_total", "counter", "Failed journal writes (retried)."},
     };
-    uint64_t now = relay_now_ms();
-
     for (size_t k = 0; k < sizeof(m) / sizeof(m[0]); k++) {
         bool any = false;
 
@@ -120,12 +107,12 @@ static void spool_metrics(FILE *f, const struct relay *r)
             struct relay_spool_stats st;
             double v;
 
-            if (!r->brokers[i].spool)
+            if (!r->brokers[i].feed.spool)
                 continue;
             if (!any)
                 head(f, m[k].name, m[k].type, m[k].help);
             any = true;
-            relay_spool_stats(r->brokers[i].spool, &st);
+            relay_spool_stats(r->brokers[i].feed.spool, &st);
             v = k == 0   ? (double)st.bytes
                 : k == 1 ? (double)st.messages
                 : k == 2 ? (st.oldest_ms && now > st.oldest_ms ? (double)(now - st.oldest_ms) / 1000.0
@@ -137,7 +124,7 @@ static void spool_metrics(FILE *f, const struct relay *r)
     }
 }
 
-int relay_metrics_render(const struct relay *r, char **body, size_t *len)
+int relay_metrics_render(const struct relay *r, uint64_t now_ms, char **body, size_t *len)
 {
     FILE *f = open_memstream(body, len);
 
@@ -154,7 +141,7 @@ int relay_metrics_render(const struct relay *r, char **body, size_t *len)
             fputs("mqtt_relay_messages_dropped_total{route=\"", f);
             label(f, r->routes[i].cfg->name);
             fprintf(f, "\",reason=\"%s\"} %llu\n", relay_drop_name((enum relay_drop)d),
-                    (unsigned long long)r->routes[i].dropped[d]);
+                    (unsigned long long)r->routes[i].stats.dropped[d]);
         }
     }
     conn_metric(f, r, "mqtt_relay_inflight", "gauge",
@@ -172,28 +159,28 @@ int relay_metrics_render(const struct relay *r, char **body, size_t *len)
                 v_sent);
     conn_metric(f, r, "mqtt_relay_bytes_received_total", "counter",
                 "Bytes read from the broker.", v_received);
-    spool_metrics(f, r);
+    spool_metrics(f, r, now_ms);
     head(f, "mqtt_relay_read_batch_waits_total", "counter",
          "Times the relay waited for more packets before reading again (relay.batch_wait_us).");
-    fprintf(f, "mqtt_relay_read_batch_waits_total %llu\n", (unsigned long long)r->batch_waits);
+    fprintf(f, "mqtt_relay_read_batch_waits_total %llu\n", (unsigned long long)r->stats.batch_waits);
     head(f, "mqtt_relay_read_batch_wait_seconds_total", "counter",
          "Time spent in those waits.");
     fprintf(f, "mqtt_relay_read_batch_wait_seconds_total %.6f\n",
-            (double)r->batch_wait_us / 1e6);
+            (double)r->stats.batch_wait_us / 1e6);
     head(f, "mqtt_relay_forward_latency_seconds", "histogram",
          "From a message's arrival to its delivery (acknowledgement for QoS 1/2).");
     uint64_t cum = 0;
     for (size_t i = 0; i < RELAY_LATENCY_BUCKETS; i++) {
-        cum += r->latency_buckets[i];
+        cum += r->stats.latency_buckets[i];
         fprintf(f, "mqtt_relay_forward_latency_seconds_bucket{le=\"%g\"} %llu\n",
                 relay_latency_bounds[i], (unsigned long long)cum);
     }
     fprintf(f, "mqtt_relay_forward_latency_seconds_bucket{le=\"+Inf\"} %llu\n",
-            (unsigned long long)r->latency_count);
+            (unsigned long long)r->stats.latency_count);
     fprintf(f, "mqtt_relay_forward_latency_seconds_sum %.3f\n",
-            (double)r->latency_sum_ms / 1000.0);
+            (double)r->stats.latency_sum_ms / 1000.0);
     fprintf(f, "mqtt_relay_forward_latency_seconds_count %llu\n",
-            (unsigned long long)r->latency_count);
+            (unsigned long long)r->stats.latency_count);
     if (fclose(f) != 0)
         return -ENOMEM;
     return 0;

@@ -17,6 +17,7 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <stdio.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -24,7 +25,9 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "relay.h"
+#include "conf/mosquitto.h"
+#include "core/relay.h"
+#include "route/template.h"
 
 #define LOCAL_NAME "local"
 

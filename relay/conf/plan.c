@@ -4,11 +4,13 @@
  * Never prints a password.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "relay.h"
+#include "conf/plan.h"
+#include "route/template.h"
 
 static const char *version_name(uint8_t v)
 {

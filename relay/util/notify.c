@@ -4,7 +4,7 @@
  * (RELAY_HAVE_SYSTEMD); without it, or when not started by systemd ($NOTIFY_SOCKET unset), every
  * call does nothing.
  */
-#include "relay.h"
+#include "util/notify.h"
 
 #ifdef RELAY_HAVE_SYSTEMD
 #include <systemd/sd-daemon.h>

@@ -33,6 +33,7 @@
  * write, fsync, rename, fsync the directory) at most every ACK_MS or when a segment goes. */
 #include <dirent.h>
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -42,7 +43,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "relay.h"
+#include "store/spool.h"
 
 #define REC_HDR 56u
 #define REC_MAGIC 0x4d515253u
@@ -101,6 +102,7 @@ struct relay_spool {
     int dfd; /* the directory, flock'ed */
     uint64_t max_size, seg_target;
     int64_t wall_off; /* wall-clock ms - monotonic ms, fixed at open */
+    uint64_t now_ms;  /* the monotonic time of the entry point running (logs, ages) */
     uint32_t crc[8][256];
 
     struct seg *segs;
@@ -135,14 +137,6 @@ struct relay_spool {
 };
 
 /* ---- little helpers -------------------------------------------------------------------- */
-
-static uint64_t clock_ms(clockid_t id)
-{
-    struct timespec ts;
-
-    clock_gettime(id, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static void put32(uint8_t *p, uint32_t v)
 {
@@ -228,7 +222,7 @@ static uint64_t to_wall(const struct relay_spool *sp, uint64_t mono)
 static uint64_t to_mono(const struct relay_spool *sp, uint64_t wall)
 {
     int64_t m = (int64_t)wall - sp->wall_off;
-    uint64_t now = clock_ms(CLOCK_MONOTONIC);
+    uint64_t now = sp->now_ms;
 
     if (m <= 0)
         return 0;
@@ -557,7 +551,7 @@ static void reclaim(struct relay_spool *sp)
     if (w != sp->ack_saved)
         sp->ack_dirty = true;
     if (gone && sp->ack_dirty)
-        ack_save(sp, clock_ms(CLOCK_MONOTONIC));
+        ack_save(sp, sp->now_ms);
 }
 
 /* ---- reading ----------------------------------------------------------------------------- */
@@ -565,7 +559,7 @@ static void reclaim(struct relay_spool *sp)
 /* Finds the next record to hand out (cur, at rd_off). 1, 0 when none is durable yet, -errno. */
 static int peek(struct relay_spool *sp)
 {
-    uint64_t now = clock_ms(CLOCK_MONOTONIC);
+    uint64_t now = sp->now_ms;
 
     while (!sp->cur_ok) {
         struct seg *s;
@@ -640,11 +634,12 @@ static int out_push(struct relay_spool *sp, uint64_t seq, uint64_t t_in)
     return 0;
 }
 
-struct relay_msg *relay_spool_next(struct relay_spool *sp, uint32_t *conn)
+struct relay_msg *relay_spool_next(struct relay_spool *sp, uint64_t now_ms, uint32_t *conn)
 {
     struct relay_msg *m;
     const struct rec *r = &sp->cur;
 
+    sp->now_ms = now_ms;
     if (peek(sp) <= 0)
         return NULL;
     m = malloc(sizeof(*m) + r->len);
@@ -678,11 +673,12 @@ struct relay_msg *relay_spool_next(struct relay_spool *sp, uint32_t *conn)
     return m;
 }
 
-void relay_spool_delivered(struct relay_spool *sp, uint64_t seq)
+void relay_spool_delivered(struct relay_spool *sp, uint64_t seq, uint64_t now_ms)
 {
     size_t lo = 0, hi = sp->out_n;
     struct handed *o = sp->out + sp->out_head;
 
+    sp->now_ms = now_ms;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
 
@@ -942,6 +938,7 @@ int relay_spool_commit(struct relay_spool *sp, uint64_t now_ms)
 
     if (sp->in_commit)
         return 0; /* from a durable() callback: the next deadline comes soon */
+    sp->now_ms = now_ms;
     if (sp->ack_dirty && now_ms >= sp->ack_last_ms + ACK_MS)
         ack_save(sp, now_ms);
     if (!sp->n_pend)
@@ -1248,11 +1245,12 @@ static int open_dir(struct relay_spool *sp, char *err, size_t errlen)
     return rc;
 }
 
-int relay_spool_open(const char *dir, uint64_t max_size, const char *who, struct relay_log *log,
-                     relay_spool_durable_fn durable, void *arg, struct relay_spool **out, char *err,
+int relay_spool_open(const struct relay_spool_opts *o, struct relay_spool **out, char *err,
                      size_t errlen)
 {
     struct relay_spool *sp = calloc(1, sizeof(*sp));
+    const char *dir = o->dir;
+    uint64_t max_size = o->max_size;
     int rc = -ENOMEM;
 
     *out = NULL;
@@ -1260,17 +1258,18 @@ int relay_spool_open(const char *dir, uint64_t max_size, const char *who, struct
     if (!sp)
         return -ENOMEM;
     sp->dfd = sp->wfd = sp->rb.fd = -1;
-    sp->log = log;
-    sp->durable = durable;
-    sp->arg = arg;
+    sp->log = o->log;
+    sp->durable = o->durable;
+    sp->arg = o->arg;
     sp->max_size = max_size;
     sp->seg_target = max_size / 8 > SEG_MAX   ? SEG_MAX
                      : max_size / 8 < SEG_MIN ? SEG_MIN
                                               : max_size / 8;
-    sp->wall_off = (int64_t)clock_ms(CLOCK_REALTIME) - (int64_t)clock_ms(CLOCK_MONOTONIC);
+    sp->wall_off = o->wall_offset_ms;
+    sp->now_ms = o->now_ms;
     crc_init(sp->crc);
     sp->dir = strdup(dir);
-    sp->who = strdup(who ? who : "spool");
+    sp->who = strdup(o->who ? o->who : "spool");
     sp->rb.buf = malloc(RB_CAP);
     if (!sp->dir || !sp->who || !sp->rb.buf)
         goto fail;
@@ -1285,20 +1284,21 @@ int relay_spool_open(const char *dir, uint64_t max_size, const char *who, struct
     *out = sp;
     return 0;
 fail:
-    relay_spool_close(sp);
+    relay_spool_close(sp, o->now_ms);
     return rc;
 }
 
-void relay_spool_close(struct relay_spool *sp)
+void relay_spool_close(struct relay_spool *sp, uint64_t now_ms)
 {
     size_t n;
 
     if (!sp)
         return;
+    sp->now_ms = now_ms;
     if (sp->dfd >= 0 && sp->n_pend)
-        commit(sp, clock_ms(CLOCK_MONOTONIC), &n); /* sources are not told: they redeliver */
+        commit(sp, now_ms, &n); /* sources are not told: they redeliver */
     if (sp->dfd >= 0 && sp->ack_dirty)
-        ack_save(sp, clock_ms(CLOCK_MONOTONIC));
+        ack_save(sp, now_ms);
     rb_close(&sp->rb);
     if (sp->wfd >= 0)
         close(sp->wfd);

@@ -1,14 +1,15 @@
 /*
- * tree.c: routes by their filters, as a tree of topic levels, so that finding the routes a
+ * tree.c: items (routes) by their filters, as a tree of topic levels, so that finding the routes a
  * topic matches costs the topic's depth, not the number of routes. Each node has its literal
  * children (sorted, binary-searched), a '+' child, the routes whose filter ends there and the
  * routes whose filter ends with '#' there. Built once per configuration; read-only after.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "relay.h"
+#include "route/tree.h"
 
 struct tree_child {
     const char *level; /* points into a route's filter */
@@ -20,7 +21,7 @@ struct relay_tree {
     struct tree_child *kids; /* literal levels, sorted by (len, bytes) */
     size_t n_kids, cap_kids;
     struct relay_tree *plus;
-    struct relay_route **end, **hash; /* filter ends here / ends with '#' here */
+    void **end, **hash; /* filter ends here / ends with '#' here */
     size_t n_end, n_hash;
 };
 
@@ -53,20 +54,21 @@ static size_t find_kid(const struct relay_tree *t, const char *level, size_t len
     return lo;
 }
 
-static int push_route(struct relay_route ***arr, size_t *n, struct relay_route *rt)
+static int push_item(void ***arr, size_t *n, void *item)
 {
-    struct relay_route **a = realloc(*arr, (*n + 1) * sizeof(*a));
+    void **a = realloc(*arr, (*n + 1) * sizeof(*a));
 
     if (!a)
         return -ENOMEM;
-    a[(*n)++] = rt;
+    a[(*n)++] = item;
     *arr = a;
     return 0;
 }
 
-int relay_tree_add(struct relay_tree **root, struct relay_route *rt)
+int relay_tree_add(struct relay_tree **root, const char *filter, size_t len_filter,
+                   void *item)
 {
-    const char *f = rt->match, *end = rt->match + rt->match_len;
+    const char *f = filter, *end = filter + len_filter;
     struct relay_tree *t;
 
     if (!*root && !(*root = calloc(1, sizeof(**root))))
@@ -78,7 +80,7 @@ int relay_tree_add(struct relay_tree **root, struct relay_route *rt)
         size_t len = (size_t)(e - f);
 
         if (len == 1 && f[0] == '#')
-            return push_route(&t->hash, &t->n_hash, rt); /* '#' is always the last level */
+            return push_item(&t->hash, &t->n_hash, item); /* '#' is always the last level */
         if (len == 1 && f[0] == '+') {
             if (!t->plus && !(t->plus = calloc(1, sizeof(*t->plus))))
                 return -ENOMEM;
@@ -110,7 +112,7 @@ int relay_tree_add(struct relay_tree **root, struct relay_route *rt)
             t = t->kids[at].node;
         }
         if (!slash)
-            return push_route(&t->end, &t->n_end, rt);
+            return push_item(&t->end, &t->n_end, item);
         f = slash + 1;
     }
 }
@@ -128,7 +130,7 @@ void relay_tree_free(struct relay_tree *t)
     free(t);
 }
 
-static int emit(struct relay_route *const *arr, size_t n, relay_tree_fn fn, void *arg)
+static int emit(void *const *arr, size_t n, relay_tree_fn fn, void *arg)
 {
     for (size_t i = 0; i < n; i++) {
         int rc = fn(arr[i], arg);

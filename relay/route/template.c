@@ -7,10 +7,12 @@
  * the substituted levels in one pass over the topic, with no allocation.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "relay.h"
+#include "route/template.h"
+#include "mqttcodec.h"
 
 #define TOPIC_MAX 65535u
 

@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -20,7 +21,9 @@
 
 #include <libconfig.h>
 
-#include "relay.h"
+#include "conf/load.h"
+#include "route/loopguard.h"
+#include "route/template.h"
 
 #define STR_MAX 65535u /* longest string accepted anywhere (an MQTT string's limit) */
 #define MAX_BROKERS 64u
@@ -1256,179 +1259,44 @@ static const char *version_text(uint8_t v)
     return v == MQC_V31 ? "3.1" : v == MQC_V311 ? "3.1.1" : "5";
 }
 
-/* ---- the static loop check ---------------------------------------------------------------- */
+/* ---- the static loop check (route/loopguard.c) ------------------------------------------- */
 
-/* Literal levels every topic matching filter f starts with: f up to the level before its first
- * wildcard ("a/b" for "a/b/+/#", all of "a/b" when it has none). Length 0 = nothing known. */
-static size_t filter_prefix(const char *f)
-{
-    size_t n = strlen(f), start = 0;
-    for (size_t i = 0; i <= n; i++) {
-        if (i < n && f[i] != '/')
-            continue;
-        if (i - start == 1 && (f[start] == '+' || f[start] == '#'))
-            return start ? start - 1 : 0;
-        start = i + 1;
-    }
-    return n;
-}
-
-/* Literal levels every topic route r writes starts with, as a length into *p: "site-a" for
- * "site-a/${1}/cmd". A '/' right before ${#} disappears when the '#' matched nothing, joining
- * the levels around it, so the level before it is not known either. Length 0 = nothing known. */
-static size_t output_prefix(const struct relay_route_config *r, const char **p)
-{
-    const char *t = r->topic, *ph = strstr(t, "${");
-    *p = t;
-    if (strcmp(t, "${topic}") == 0) {
-        *p = r->filter;
-        return filter_prefix(r->filter);
-    }
-    if (!ph)
-        return strlen(t); /* no placeholder: every topic is the template itself */
-    const char *slash = memrchr(t, '/', (size_t)(ph - t));
-    if (!slash)
-        return 0;
-    if (slash + 1 == ph && strncmp(ph, "${#}", 4) == 0) {
-        slash = slash > t ? memrchr(t, '/', (size_t)(slash - t)) : NULL;
-        if (!slash)
-            return 0;
-    }
-    return (size_t)(slash - t);
-}
-
-struct loop_ix {
-    const struct relay_route_config *r;
-    size_t idx;
-    const char *pfx; /* filter_prefix() of its filter */
-    size_t len;
-};
-
-static int cmp_bytes(const char *a, size_t la, const char *b, size_t lb)
-{
-    int c = memcmp(a, b, la < lb ? la : lb);
-    return c ? c : (la > lb) - (la < lb);
-}
-
-static int cmp_loop_ix(const void *x, const void *y)
-{
-    const struct loop_ix *a = x, *b = y;
-    if (a->r->from != b->r->from)
-        return a->r->from < b->r->from ? -1 : 1;
-    if (a->r->to != b->r->to)
-        return a->r->to < b->r->to ? -1 : 1;
-    int c = cmp_bytes(a->pfx, a->len, b->pfx, b->len);
-    return c ? c : (a->idx > b->idx) - (a->idx < b->idx);
-}
-
-/* First element of v[lo, hi) not below (from, to, key) (key NULL: the start of the group). */
-static size_t lower(const struct loop_ix *v, size_t lo, size_t hi, size_t from, size_t to,
-                    const char *key, size_t klen)
-{
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        const struct loop_ix *m = &v[mid];
-        int c = m->r->from != from ? (m->r->from < from ? -1 : 1)
-                : m->r->to != to   ? (m->r->to < to ? -1 : 1)
-                : key              ? cmp_bytes(m->pfx, m->len, key, klen)
-                                   : 0;
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
-}
-
-struct loop_hit {
-    size_t later, earlier;
-    int order; /* 0: the earlier route publishes */
-    const struct relay_route_config *r1, *r2;
-};
-
-static void loop_try(const struct relay_config *cfg, const struct relay_tpl *tpl, size_t i,
-                     const struct loop_ix *c, struct loop_hit *hit)
-{
-    const struct relay_route_config *r1 = &cfg->routes[i];
-    size_t later = i > c->idx ? i : c->idx, earlier = i > c->idx ? c->idx : i;
-    int order = i > c->idx;
-    if (hit->r1 && (later > hit->later || (later == hit->later && earlier > hit->earlier) ||
-                    (later == hit->later && earlier == hit->earlier && order >= hit->order)))
-        return; /* a conflict that would be reported first is already known */
-    if (!relay_tpl_overlaps(&tpl[i], r1->filter, c->r->filter))
-        return;
-    *hit = (struct loop_hit){later, earlier, order, r1, c->r};
-}
-
-/* SPEC "Loop guard": what r1 (X->Y) publishes into Y may come back through r2 (Y->X). Only an
- * MQTT 5 Y can carry the guard (relay-path user property, No Local). Both orders of every such
- * pair are checked; the routes are indexed by (from, to, literal prefix of the filter) so that
- * only filters whose literal levels agree with what r1 writes are compared, which keeps 10000
- * routes fast. The pair reported is the one whose later route comes first in the file. */
+/* Two routes in opposite directions over overlapping topics through an MQTT 3.x broker: the
+ * relay-path cannot travel there, so nothing would stop a message going round. */
 static int check_loops(struct ld *ld, const struct relay_tpl *tpl)
 {
     const struct relay_config *cfg = ld->cfg;
-    size_t n = cfg->n_routes;
-    struct loop_hit hit = {0};
-    if (n < 2)
-        return 0;
-    struct loop_ix *v = calloc(n, sizeof(*v));
-    if (!v)
-        return oom(ld);
-    for (size_t i = 0; i < n; i++) {
-        v[i].r = &cfg->routes[i];
-        v[i].idx = i;
-        v[i].pfx = cfg->routes[i].filter;
-        v[i].len = filter_prefix(cfg->routes[i].filter);
-    }
-    qsort(v, n, sizeof(*v), cmp_loop_ix);
+    struct relay_loop_route *lr = calloc(cfg->n_routes ? cfg->n_routes : 1, sizeof(*lr));
+    bool *v5 = calloc(cfg->n_brokers ? cfg->n_brokers : 1, sizeof(*v5));
+    size_t first = 0, second = 0;
+    int found;
 
-    for (size_t i = 0; i < n; i++) {
-        const struct relay_route_config *r1 = &cfg->routes[i];
-        if (cfg->brokers[r1->to].version == MQC_V5)
-            continue;
-        /* the group of routes Y -> X */
-        size_t lo = lower(v, 0, n, r1->to, r1->from, NULL, 0);
-        size_t hi = lower(v, lo, n, r1->to, r1->from + 1, NULL, 0);
-        const char *p1;
-        size_t l1 = output_prefix(r1, &p1);
-        if (l1 == 0) {
-            for (size_t k = lo; k < hi; k++)
-                loop_try(cfg, tpl, i, &v[k], &hit);
-            continue;
-        }
-        /* filters whose known levels are a level-prefix of p1 (including none) */
-        for (size_t end = 0; end <= l1; end++) {
-            if (end < l1 && p1[end] != '/' && end != 0)
-                continue;
-            size_t k = lower(v, lo, hi, r1->to, r1->from, p1, end);
-            for (; k < hi && cmp_bytes(v[k].pfx, v[k].len, p1, end) == 0; k++)
-                loop_try(cfg, tpl, i, &v[k], &hit);
-        }
-        /* filters whose known levels extend p1: they start with p1 + '/' */
-        char *key = malloc(l1 + 1);
-        if (!key) {
-            free(v);
-            return oom(ld);
-        }
-        memcpy(key, p1, l1);
-        key[l1] = '/';
-        for (size_t k = lower(v, lo, hi, r1->to, r1->from, key, l1 + 1);
-             k < hi && v[k].len > l1 && memcmp(v[k].pfx, key, l1 + 1) == 0; k++)
-            loop_try(cfg, tpl, i, &v[k], &hit);
-        free(key);
+    if (!lr || !v5) {
+        free(lr);
+        free(v5);
+        return oom(ld);
     }
-    free(v);
-    if (!hit.r1)
+    for (size_t i = 0; i < cfg->n_brokers; i++)
+        v5[i] = cfg->brokers[i].version == MQC_V5;
+    for (size_t i = 0; i < cfg->n_routes; i++)
+        lr[i] = (struct relay_loop_route){cfg->routes[i].from, cfg->routes[i].to,
+                                          cfg->routes[i].filter, cfg->routes[i].topic, &tpl[i]};
+    found = relay_loop_find(lr, cfg->n_routes, v5, &first, &second);
+    free(lr);
+    free(v5);
+    if (found < 0)
+        return oom(ld);
+    if (!found)
         return 0;
-    const struct relay_broker_config *y = &cfg->brokers[hit.r1->to];
+    const struct relay_route_config *r1 = &cfg->routes[first], *r2 = &cfg->routes[second];
+    const struct relay_broker_config *y = &cfg->brokers[r1->to];
     char b1[100], b2[100];
-    return fail_at(ld, (unsigned)cfg->routes[hit.later].line,
+    return fail_at(ld, (unsigned)cfg->routes[first > second ? first : second].line,
                    "routes %s and %s loop: what %s publishes to %s (MQTT %s) matches the filter "
                    "of %s; MQTT 3.1/3.1.1 cannot carry the loop guard: use version \"5\" or "
                    "disjoint topics",
-                   shown(b1, sizeof(b1), hit.r1->name), shown(b2, sizeof(b2), hit.r2->name), b1,
-                   y->name, version_text(y->version), b2);
+                   shown(b1, sizeof(b1), r1->name), shown(b2, sizeof(b2), r2->name), b1, y->name,
+                   version_text(y->version), b2);
 }
 
 static int parse_routes(struct ld *ld, const config_setting_t *root)
@@ -1764,37 +1632,4 @@ void relay_config_cleanup(struct relay_config *cfg)
     free(cfg->id);
     free(cfg->metrics_host);
     memset(cfg, 0, sizeof(*cfg));
-}
-
-/* ---- derived names ------------------------------------------------------------------------ */
-
-int relay_route_subscription(const struct relay_route_config *r, char *out, size_t cap)
-{
-    int n;
-    if (r->share)
-        n = snprintf(out, cap, "%s/%s/%s", r->ordered ? "$oshare" : "$share", r->share, r->filter);
-    else
-        n = snprintf(out, cap, "%s", r->filter);
-    if (n < 0 || (size_t)n >= cap) {
-        if (cap)
-            out[0] = '\0';
-        return -ENOSPC;
-    }
-    return n;
-}
-
-/* Returns the id's length, or -ENOSPC (out then holds ""). */
-int relay_broker_client_id(const struct relay_broker_config *b, uint32_t idx, char *out, size_t cap)
-{
-    int n;
-    if (b->connections > 1)
-        n = snprintf(out, cap, "%s-%" PRIu32, b->client_id, idx);
-    else
-        n = snprintf(out, cap, "%s", b->client_id);
-    if (n < 0 || (size_t)n >= cap) {
-        if (cap)
-            out[0] = '\0';
-        return -ENOSPC;
-    }
-    return n;
 }

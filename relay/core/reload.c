@@ -7,10 +7,11 @@
  * take without a restart is refused before anything changes.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "relay.h"
+#include "core/internal.h"
 
 static bool str_eq(const char *a, const char *b)
 {
@@ -104,28 +105,16 @@ static bool same_route(const struct relay_config *oc, const struct relay_route_c
            a->out_qos == b->out_qos && a->retain == b->retain && a->properties == b->properties;
 }
 
-static void remap_list(struct relay_msg *m, const uint32_t *map, size_t n_old)
-{
-    for (; m; m = m->next)
-        if (m->route != UINT32_MAX)
-            m->route = m->route < n_old ? map[m->route] : UINT32_MAX;
-}
-
 /* Queued messages name their route by index: follow the renumbering (UINT32_MAX: gone). */
 static void remap_messages(struct relay *r, const uint32_t *map, size_t n_old)
 {
     for (size_t i = 0; i < r->n_brokers; i++) {
-        for (uint32_t j = 0; j < r->brokers[i].n_conns; j++) {
-            struct relay_session *s = &r->brokers[i].conns[j].s;
-
-            remap_list(s->pend_head, map, n_old);
-            remap_list(s->fl_head, map, n_old);
-            if (s->tx_msg && s->tx_msg->qos == 0 && s->tx_msg->route < n_old)
-                s->tx_msg->route = map[s->tx_msg->route];
-        }
+        for (uint32_t j = 0; j < r->brokers[i].n_conns; j++)
+            if (r->brokers[i].conns[j].s) /* NULL: a new broker's, not set up yet */
+                relay_session_remap_routes(r->brokers[i].conns[j].s, map, n_old);
         /* and what waits outside the sessions: for room in the spool, or in a connection */
-        remap_list(r->brokers[i].spool_wait_head, map, n_old);
-        remap_list(r->brokers[i].spool_next, map, n_old);
+        relay_msg_remap_routes(r->brokers[i].feed.wait_head, map, n_old);
+        relay_msg_remap_routes(r->brokers[i].feed.next, map, n_old);
     }
 }
 
@@ -139,7 +128,7 @@ static int resubscribe(struct relay_conn *c)
     const char **gone;
     int rc;
 
-    if (relay_conn_subs(c, &subs, &n) != 0)
+    if (relay_routes_subs(c, &subs, &n) != 0)
         return -ENOMEM;
     fresh = calloc(n ? n : 1, sizeof(*fresh));
     gone = calloc(c->n_subs ? c->n_subs : 1, sizeof(*gone));
@@ -164,7 +153,7 @@ static int resubscribe(struct relay_conn *c)
         if (!kept)
             gone[n_gone++] = c->subs[k].filter; /* still valid: the old route is freed later */
     }
-    rc = relay_session_change_subs(&c->s, subs, n, fresh, gone, n_gone);
+    rc = relay_session_change_subs(c->s, subs, n, fresh, gone, n_gone);
     free(c->subs);
     c->subs = subs;
     c->n_subs = n;
@@ -174,15 +163,12 @@ static int resubscribe(struct relay_conn *c)
     return rc;
 }
 
-static void free_new_brokers(struct relay_broker *nb, size_t n, const bool *existing)
+static void free_new_brokers(struct relay_broker *nb, size_t n, const bool *existing,
+                             uint64_t now_ms)
 {
-    for (size_t i = 0; i < n; i++) {
-        if (existing[i])
-            continue;
-        if (nb[i].spool)
-            relay_spool_close(nb[i].spool);
-        free(nb[i].conns);
-    }
+    for (size_t i = 0; i < n; i++)
+        if (!existing[i])
+            relay_broker_cleanup(&nb[i], now_ms);
     free(nb);
 }
 
@@ -214,30 +200,23 @@ int relay_reload(struct relay *r, const struct relay_config *ncfg, uint64_t now_
         size_t j;
 
         if (find_broker(ocfg, ncfg->brokers[i].name, &j)) {
-            nb[i] = r->brokers[j]; /* its connections stay where they are */
+            nb[i] = r->brokers[j]; /* its connections and spool stay where they are */
             existing[i] = true;
             restart[i] = link_settings_changed(r->brokers[j].cfg, &ncfg->brokers[i]);
+            nb[i].cfg = &ncfg->brokers[i];
+            nb[i].index = (uint32_t)i;
+            nb[i].from = NULL;
+            nb[i].feeds = NULL;
+            nb[i].tree = NULL;
+            nb[i].n_from = nb[i].n_feeds = 0;
         } else {
-            nb[i].r = r;
-            nb[i].n_conns = ncfg->brokers[i].connections ? ncfg->brokers[i].connections : 1;
-            nb[i].conns = calloc(nb[i].n_conns, sizeof(struct relay_conn));
-            if (!nb[i].conns) {
-                rc = -ENOMEM;
-                snprintf(err, errlen, "out of memory");
-                goto refuse_brokers;
-            }
             new_brokers++;
+            rc = relay_broker_init(r, &nb[i], &ncfg->brokers[i], (uint32_t)i, err, errlen);
+            if (rc)
+                goto refuse_brokers;
         }
-        nb[i].cfg = &ncfg->brokers[i];
-        nb[i].index = (uint32_t)i;
-        nb[i].from = NULL;
-        nb[i].feeds = NULL;
-        nb[i].tree = NULL;
-        nb[i].n_from = nb[i].n_feeds = 0;
-        if (!existing[i] && (rc = relay_broker_open_spool(r, &nb[i], err, errlen)) != 0)
-            goto refuse_brokers;
     }
-    rc = relay_routes_build(r, nb, ncfg, &nroutes, &n_nroutes, err, errlen);
+    rc = relay_routes_build(nb, ncfg, &nroutes, &n_nroutes, err, errlen);
     if (rc)
         goto refuse_brokers;
     for (size_t k = 0; k < n_old_routes; k++)
@@ -250,10 +229,7 @@ int relay_reload(struct relay *r, const struct relay_config *ncfg, uint64_t now_
 
             if (map[k] != UINT32_MAX || !same_route(ocfg, orr->cfg, ncfg, nr->cfg))
                 continue;
-            nr->received = orr->received;
-            nr->forwarded = orr->forwarded;
-            memcpy(nr->dropped, orr->dropped, sizeof(nr->dropped));
-            nr->props_lost_logged = orr->props_lost_logged;
+            nr->stats = orr->stats;
             nr->sub_id = orr->sub_id;
             map[k] = (uint32_t)i;
             kept++;
@@ -275,15 +251,20 @@ int relay_reload(struct relay *r, const struct relay_config *ncfg, uint64_t now_
     free(r->brokers);
     r->brokers = nb;
     r->n_brokers = ncfg->n_brokers;
-    for (size_t i = 0; i < r->n_brokers; i++)
-        for (uint32_t j = 0; existing[i] && j < r->brokers[i].n_conns; j++)
+    for (size_t i = 0; i < r->n_brokers; i++) {
+        for (uint32_t j = 0; existing[i] && j < r->brokers[i].n_conns; j++) {
             r->brokers[i].conns[j].b = &r->brokers[i];
+            if (r->brokers[i].conns[j].probe)
+                r->brokers[i].conns[j].probe->b = &r->brokers[i];
+        }
+    }
     remap_messages(r, map, n_old_routes);
     r->routes = nroutes;
     r->n_routes = n_nroutes;
     r->cfg = ncfg;
     r->log->level = ncfg->log_level;
-    if (relay_link_routes(r) != 0 || relay_scratch_init(r, ncfg) != 0)
+    if (relay_routes_link(r) != 0 || relay_index_conns(r) != 0 ||
+        relay_scratch_init(r, ncfg) != 0)
         goto late_nomem;
 
     /* 3. connections: new settings and subscriptions; reconnect where the link settings
@@ -291,15 +272,16 @@ int relay_reload(struct relay *r, const struct relay_config *ncfg, uint64_t now_
     for (size_t i = 0; i < r->n_brokers; i++) {
         struct relay_broker *b = &r->brokers[i];
 
+        if (!existing[i]) {
+            if (relay_broker_init_conns(b) != 0)
+                goto late_nomem;
+            for (uint32_t j = 0; j < b->n_conns; j++)
+                relay_conn_connect(&b->conns[j], now_ms);
+            continue;
+        }
         for (uint32_t j = 0; j < b->n_conns; j++) {
             struct relay_conn *c = &b->conns[j];
 
-            if (!existing[i]) {
-                if (relay_conn_init(r, b, j) != 0)
-                    goto late_nomem;
-                relay_conn_connect(c, now_ms);
-                continue;
-            }
             if (restart[i]) {
                 size_t idcap = strlen(b->cfg->client_id) + 16u;
                 char *id = malloc(idcap);
@@ -312,8 +294,7 @@ int relay_reload(struct relay *r, const struct relay_config *ncfg, uint64_t now_
                 c->client_id = id;
             }
             relay_conn_fill_scfg(c);
-            relay_bucket_init(&c->s.rate_bytes, b->cfg->rate_bytes, now_ms);
-            relay_bucket_init(&c->s.rate_msgs, b->cfg->rate_messages, now_ms);
+            relay_session_reconfigure(c->s, now_ms);
             if (resubscribe(c) != 0)
                 goto late_nomem;
             if (restart[i]) {
@@ -343,7 +324,7 @@ late_nomem:
     return -ENOMEM;
 refuse_brokers:
     relay_routes_free(nroutes, n_nroutes);
-    free_new_brokers(nb, ncfg->n_brokers, existing);
+    free_new_brokers(nb, ncfg->n_brokers, existing, now_ms);
     nb = NULL;
 refuse:
     free(nb);

@@ -3,7 +3,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "relay.h"
+#include "util/log.h"
 
 static const char *const level_text[] = {"ERROR", "WARN ", "INFO ", "DEBUG"};
 

@@ -23,6 +23,7 @@
  * relay_core_on_close() the link is freed and the conn's link pointer is NULL.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/errqueue.h>
@@ -42,7 +43,8 @@
 #include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
 
-#include "relay.h"
+#include "core/batch.h"
+#include "io/transport.h"
 
 #define TX_CAP 16384u            /* bytes the core may put in one lws_write() */
 #define TX_ROOM (TX_CAP + 1024u) /* ... and their TLS records (+ a close_notify) */
@@ -53,9 +55,6 @@
 #define MAX_ADDRS 8
 #define MAX_WAKES 16
 #define RX_BUF (64u * 1024u)    /* lws' read buffer (pt_serv_buf_size) */
-#define BATCH_US_PER_PACKET 20u /* read batching: wait per packet the last round handled */
-#define CPU_SAMPLE_MS 100u      /* read batching: how often CPU contention is sampled */
-#define BATCH_MIN_PACKETS 4u    /* read batching: fewer in a round is light load: no wait */
 
 enum link_state {
     LINK_CONNECTING = 0, /* lws is connecting; nothing told to the core yet */
@@ -129,14 +128,12 @@ struct relay_transport {
     lws_sorted_usec_list_t sul_service; /* bounds one relay_transport_service() wait */
     struct link *links;
     bool destroying;
-    /* read batching (relay_transport_service) */
-    uint32_t batch_wait_us; /* the longest wait; 0 = off */
+    /* read batching (relay_transport_service; the policy is core/batch.c) */
+    struct relay_batch batch;
     uint32_t round_packets; /* packets handed to the core in this service round */
     bool round_full;        /* a read in this round filled lws' buffer: the relay is behind */
-    bool contended;         /* the relay waited for a CPU in the last sample period */
     int sched_fd;           /* /proc/self/schedstat, or -1 (then no batching) */
     uint64_t sched_next_ms; /* next sample */
-    uint64_t sched_run_ns, sched_wait_ns;
 };
 
 /* Per HTTP transaction (lws allocates and zeroes it). */
@@ -170,6 +167,14 @@ uint64_t relay_now_ms(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int64_t relay_wall_offset_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - (int64_t)relay_now_ms();
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -1553,7 +1558,7 @@ static int http_request(struct lws *wsi, struct http_pss *pss, const char *path)
             return -1;
         return http_done(wsi);
     }
-    status = relay_core_http(t->core, path, &body, &blen, &ctype);
+    status = relay_core_http(t->core, path, relay_now_ms(), &body, &blen, &ctype);
     if (status < 100 || status > 599) {
         free(body);
         if (lws_return_http_status(wsi, HTTP_STATUS_INTERNAL_SERVER_ERROR, NULL))
@@ -1726,7 +1731,7 @@ int relay_transport_new(const struct relay_transport_opts *o, struct relay_trans
     }
     t->core = o->core;
     t->log_level = o->log_level;
-    t->batch_wait_us = o->batch_wait_us;
+    relay_batch_init(&t->batch, o->batch_wait_us);
     t->sched_fd = -1;
     t->io.ctx = t;
     t->io.connect = io_connect;
@@ -1814,68 +1819,41 @@ static void service_timeout(lws_sorted_usec_list_t *sul)
     (void)sul; /* only ends the poll() wait */
 }
 
-/*
- * Read batching. Brokers write each PUBLISH on its own, so under load the relay wakes for every
- * few packets, and every wake costs a poll, a read and a write here, and a wake-up and a smaller
- * read in the broker at each end. When CPUs are scarce that overhead is what limits the whole
- * path, so after a round that handled several packets (BATCH_MIN_PACKETS) the relay lets the
- * next ones gather: it flushes what the round produced (one poll that does not wait) and then
- * sleeps BATCH_US_PER_PACKET per packet handled, at most batch_wait_us. Every read and write
- * then carries many packets, and a message waits at most batch_wait_us more.
- *
- * It does not wait
- * - at light load (fewer packets per round): latency stays about the same there (+20 us p50
- *   at 10,000 QoS 1 msg/s between two Mosquittos on 2 vCPUs);
- * - when a read filled lws' buffer: the relay itself is behind;
- * - when the relay gets a CPU whenever it wants one: waiting would only lengthen the round trip
- *   of a source or destination that waits for acknowledgements (a window-bound flow), and save
- *   CPU nobody needs. Contention is the time the relay spent runnable but waiting for a CPU
- *   (/proc/self/schedstat), sampled every CPU_SAMPLE_MS: contended from a quarter of the time
- *   it ran, and until it falls under a sixteenth. Measured: about as long as it ran between two
- *   busy Mosquittos on 2 vCPUs, 2-5 % of it with a core of its own.
- */
-static bool cpu_contended(struct relay_transport *t)
+/* Read batching (core/batch.h): the process's run and run-queue times, every
+ * RELAY_BATCH_SAMPLE_MS while rounds are busy enough to wait at all. */
+static void batch_sample(struct relay_transport *t)
 {
-    uint64_t now = relay_now_ms(), run, wait;
+    uint64_t now = relay_now_ms();
     unsigned long long r, w;
     char buf[128];
     ssize_t n;
 
-    if (t->sched_fd < 0)
-        return false;
     if (now < t->sched_next_ms)
-        return t->contended;
-    t->sched_next_ms = now + CPU_SAMPLE_MS;
-    n = pread(t->sched_fd, buf, sizeof(buf) - 1, 0);
-    if (n <= 0)
-        return t->contended = false;
-    buf[n] = '\0';
-    if (sscanf(buf, "%llu %llu", &r, &w) != 2)
-        return t->contended = false;
-    run = r - t->sched_run_ns;
-    wait = w - t->sched_wait_ns;
-    /* on at a quarter, off below a sixteenth: batching itself shortens the waits it reacts to */
-    if (!t->sched_run_ns || !run)
-        t->contended = false;
+        return;
+    t->sched_next_ms = now + RELAY_BATCH_SAMPLE_MS;
+    n = t->sched_fd < 0 ? -1 : pread(t->sched_fd, buf, sizeof(buf) - 1, 0);
+    if (n > 0)
+        buf[n] = '\0';
+    if (n <= 0 || sscanf(buf, "%llu %llu", &r, &w) != 2)
+        relay_batch_sample(&t->batch, false, 0, 0);
     else
-        t->contended = wait >= run / (t->contended ? 16 : 4);
-    t->sched_run_ns = r;
-    t->sched_wait_ns = w;
-    return t->contended;
+        relay_batch_sample(&t->batch, true, r, w);
 }
 
 static int batch_wait(struct relay_transport *t)
 {
-    uint32_t n = t->round_packets, us;
+    uint32_t us;
     struct timespec ts;
 
-    if (!t->batch_wait_us || n < BATCH_MIN_PACKETS || t->round_full || !t->core ||
-        !cpu_contended(t))
+    if (!t->core || !relay_batch_may_wait(&t->batch, t->round_packets, t->round_full))
+        return 0;
+    batch_sample(t);
+    us = relay_batch_wait_us(&t->batch, t->round_packets, t->round_full);
+    if (!us)
         return 0;
     /* the writes this round asked for, and whatever else is ready, without waiting */
     if (lws_service(t->ctx, -1) < 0)
         return -EIO;
-    us = n >= t->batch_wait_us / BATCH_US_PER_PACKET ? t->batch_wait_us : n * BATCH_US_PER_PACKET;
     ts.tv_sec = 0;
     ts.tv_nsec = (long)us * 1000L;
     nanosleep(&ts, NULL); /* a signal ends it early: fine */
@@ -1899,7 +1877,7 @@ int relay_transport_service(struct relay_transport *t, int timeout_ms)
 
 void relay_transport_set_batch_wait(struct relay_transport *t, uint32_t us)
 {
-    t->batch_wait_us = us;
+    t->batch.max_us = us;
 }
 
 void relay_transport_cancel(struct relay_transport *t)

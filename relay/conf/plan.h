@@ -1,0 +1,13 @@
+/* plan.h: `mqtt-relay -c FILE --check`: the resolved plan on stdout. */
+#ifndef RELAY_CONF_PLAN_H
+#define RELAY_CONF_PLAN_H
+
+#include <stdio.h>
+
+#include "core/config.h"
+
+/* Prints the resolved plan (--check) to out: brokers, connections and client ids, and for each
+ * route the exact subscription and an example mapping. Never prints a password. */
+void relay_config_print_plan(const struct relay_config *cfg, FILE *out);
+
+#endif

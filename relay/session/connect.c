@@ -1,0 +1,164 @@
+/*
+ * connect.c: the session's CONNECT, and what the broker's CONNACK says and allows (Receive
+ * Maximum, Maximum Packet Size, Maximum QoS, ...), which the rest of the session obeys.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "session/internal.h"
+
+/* ---- CONNECT / SUBSCRIBE ------------------------------------------------------------------ */
+
+int sess_queue_connect(struct relay_session *s)
+{
+    const struct relay_session_cfg *c = s->cfg;
+    struct mqc_packet pkt = {.type = MQC_CONNECT};
+    struct mqc_connect *cn = &pkt.u.connect;
+    uint8_t props[32];
+    size_t plen = 0;
+
+    cn->version = c->version;
+    cn->bridge = relay_session_bridge_on(s);
+    cn->clean_start = c->clean_start;
+    cn->keepalive = c->keepalive;
+    cn->client_id = (struct mqc_bytes){(const uint8_t *)c->client_id, strlen(c->client_id)};
+    if (c->username) {
+        cn->has_username = true;
+        cn->username = (struct mqc_bytes){(const uint8_t *)c->username, strlen(c->username)};
+    }
+    if (c->password) {
+        cn->has_password = true;
+        cn->password = (struct mqc_bytes){(const uint8_t *)c->password, c->password_len};
+    }
+    if (c->will_topic) {
+        cn->will = true;
+        cn->will_qos = 1;
+        cn->will_retain = true;
+        cn->will_topic = (struct mqc_bytes){(const uint8_t *)c->will_topic, strlen(c->will_topic)};
+        cn->will_payload = (struct mqc_bytes){(const uint8_t *)"offline", 7};
+    }
+    if (c->version == MQC_V5) {
+        struct mqc_prop p = {0};
+
+        if (c->session_expiry) {
+            p.id = MQC_PROP_SESSION_EXPIRY;
+            p.num = c->session_expiry;
+            mqc_prop_put(&p, props, sizeof(props), &plen);
+        }
+        p.id = MQC_PROP_RECEIVE_MAXIMUM;
+        p.num = s->in_cap;
+        mqc_prop_put(&p, props, sizeof(props), &plen);
+        p.id = MQC_PROP_MAXIMUM_PACKET_SIZE;
+        p.num = c->max_packet_size;
+        mqc_prop_put(&p, props, sizeof(props), &plen);
+        cn->props = (struct mqc_props){props, plen};
+    }
+    return sess_ctl_put(s, &pkt);
+}
+
+/* ---- incoming packets ------------------------------------------------------------------- */
+
+int sess_on_connack(struct relay_session *s, const struct mqc_connack *ca, uint64_t now_ms)
+{
+    const struct relay_session_cfg *c = s->cfg;
+    struct mqc_prop p;
+    size_t off = 0;
+    uint32_t limit;
+
+    if (ca->code != 0) {
+        bool v5 = c->version == MQC_V5;
+        static const char *const v3_text[] = {"accepted", "unacceptable protocol version",
+                                              "identifier rejected", "server unavailable",
+                                              "bad user name or password", "not authorized"};
+        const char *text = !v5 && ca->code < 6 ? v3_text[ca->code] : NULL;
+
+        if (c->try_bridge && !s->bridge_refused && !v5 && ca->code == 1) {
+            s->bridge_refused = true;
+            s->end = RELAY_END_RETRY_NOW;
+            sess_set_why(s, "broker refused the bridge protocol bit; connecting without it");
+            return -ECONNREFUSED;
+        }
+        if (v5) {
+            switch (ca->code) {
+            case 0x80: text = "unspecified error"; break;
+            case 0x81: text = "malformed packet"; break;
+            case 0x82: text = "protocol error"; break;
+            case 0x84: text = "unsupported protocol version"; break;
+            case 0x85: text = "client identifier not valid"; break;
+            case 0x86: text = "bad user name or password"; break;
+            case 0x87: text = "not authorized"; break;
+            case 0x88: text = "server unavailable"; break;
+            case 0x89: text = "server busy"; break;
+            case 0x8A: text = "banned"; break;
+            case 0x8C: text = "bad authentication method"; break;
+            case 0x90: text = "topic name invalid"; break;
+            case 0x95: text = "packet too large"; break;
+            case 0x97: text = "quota exceeded"; break;
+            case 0x99: text = "payload format invalid"; break;
+            case 0x9A: text = "retain not supported"; break;
+            case 0x9B: text = "QoS not supported"; break;
+            case 0x9C: text = "use another server"; break;
+            case 0x9D: text = "server moved"; break;
+            case 0x9F: text = "connection rate exceeded"; break;
+            default: text = "refused"; break;
+            }
+        }
+        sess_set_why(s, "connection refused (%s, code 0x%02X)", text, ca->code);
+        return -ECONNREFUSED;
+    }
+
+    s->peer_receive_max = 65535;
+    s->peer_max_packet = MQC_MAX_REMAINING + 5u;
+    s->peer_max_qos = 2;
+    s->peer_retain = true;
+    s->peer_sub_ids = c->version == MQC_V5;
+    s->peer_shared = true;
+    s->keepalive = c->keepalive;
+    while (mqc_props_next(&ca->props, &off, &p) == MQC_OK) {
+        switch (p.id) {
+        case MQC_PROP_RECEIVE_MAXIMUM: s->peer_receive_max = (uint16_t)p.num; break;
+        case MQC_PROP_MAXIMUM_PACKET_SIZE: s->peer_max_packet = p.num; break;
+        /* BifroMQ 3.3/4.0 put the Receive Maximum here (e.g. 200): clamp, don't refuse */
+        case MQC_PROP_MAXIMUM_QOS: s->peer_max_qos = (uint8_t)(p.num > 2 ? 2 : p.num); break;
+        case MQC_PROP_RETAIN_AVAILABLE: s->peer_retain = p.num != 0; break;
+        case MQC_PROP_SUB_ID_AVAILABLE: s->peer_sub_ids = p.num != 0; break;
+        case MQC_PROP_SHARED_SUB_AVAILABLE: s->peer_shared = p.num != 0; break;
+        case MQC_PROP_SERVER_KEEP_ALIVE: s->keepalive = (uint16_t)p.num; break;
+        case MQC_PROP_ASSIGNED_CLIENT_ID:
+            relay_log(s->log, RELAY_LOG_DEBUG, s->who, "broker assigned client id %.*s",
+                      (int)p.str.len, (const char *)p.str.p);
+            break;
+        default: break;
+        }
+    }
+    limit = c->max_inflight ? c->max_inflight
+                            : (c->version == MQC_V5 ? s->peer_receive_max : DEFAULT_INFLIGHT_V3);
+    if (c->version == MQC_V5 && limit > s->peer_receive_max)
+        limit = s->peer_receive_max;
+    if (limit > MAX_PUB_SLOTS)
+        limit = MAX_PUB_SLOTS;
+    s->win.limit = limit;
+    s->session_present = ca->session_present;
+    s->state = RELAY_SS_SUBSCRIBING;
+
+    /* QoS 2 exchanges waiting for PUBCOMP: resume them (PUBREL again), or, when the broker
+     * has no session any more, they are finished: the PUBREC said it has the message */
+    for (uint32_t i = 0; i < s->slots_cap; i++) {
+        if (s->slot_state[i] != SL_PUBCOMP)
+            continue;
+        if (s->session_present) {
+            relay_window_sent(&s->win);
+            if (sess_ctl_ack(s, MQC_PUBREL, (uint16_t)(i + 1), 0) != 0)
+                return -ENOMEM;
+        } else {
+            s->slot_state[i] = SL_FREE;
+        }
+    }
+    s->hooks->up(s, s->session_present, now_ms);
+
+    if (sess_queue_subscribes(s) != 0)
+        return -ENOMEM;
+    if (s->sub_pending == 0)
+        s->state = RELAY_SS_UP;
+    return 0;
+}

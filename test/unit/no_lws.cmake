@@ -1,0 +1,15 @@
+# cmake -DNM=nm -DBINARIES="a;b" -P no_lws.cmake: fails when a binary holds a libwebsockets
+# symbol (defined or undefined: lws_*).
+foreach(bin IN LISTS BINARIES)
+  execute_process(COMMAND ${NM} ${bin} OUTPUT_VARIABLE syms RESULT_VARIABLE rc)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "${NM} ${bin} failed")
+  endif()
+  string(REGEX MATCHALL "[ \t](lws_[A-Za-z0-9_]*)" hits "${syms}")
+  list(LENGTH hits n)
+  if(n GREATER 0)
+    list(SUBLIST hits 0 5 some)
+    message(FATAL_ERROR "${bin} links ${n} libwebsockets symbols, e.g. ${some}")
+  endif()
+  message(STATUS "${bin}: no libwebsockets symbol")
+endforeach()
