@@ -1,0 +1,86 @@
+/* lwslog.c: libwebsockets' own log lines, shown in ours ("lws: ..."), and our transport's. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/internal.h"
+
+/* ---------------------------------------------------------------------------------------- */
+/* lws' own log lines                                                                        */
+/* ---------------------------------------------------------------------------------------- */
+
+/* lws errors that a link's close reason already reports (and that would otherwise repeat at
+ * every reconnect): shown at debug only. */
+static const char *const lws_echoes[] = {
+    "SSL error:",          "lws_client_handshake: got bad HTTP",
+    "use_PrivateKey_file", "problem ",
+    "Private SSL key",     "lws_create_vhost:",
+    "Unable to load SSL"};
+
+/* lws' emit callback has no user pointer. The level filter lives in the mask given to
+ * lws_set_log_level() (set from the transport's options), so no file-static is needed here. */
+void io_lws_log_emit(int level, const char *line)
+{
+    enum relay_log_level lv = RELAY_LOG_DEBUG;
+    char buf[512];
+    size_t n;
+
+    if (level & LLL_ERR)
+        lv = RELAY_LOG_ERROR;
+    else if (level & LLL_WARN)
+        lv = RELAY_LOG_WARN;
+    for (n = 0; lv < RELAY_LOG_DEBUG && n < sizeof(lws_echoes) / sizeof(lws_echoes[0]); n++)
+        if (!strncmp(line, lws_echoes[n], strlen(lws_echoes[n])))
+            lv = RELAY_LOG_DEBUG;
+    if (lv == RELAY_LOG_DEBUG && !lwsl_visible(LLL_INFO))
+        return; /* LLL_INFO is in the mask only at our debug level */
+    /* lws' stderr emitter adds "[2018/11/13 07:41:57:3989] E: "; others may too */
+    if (line[0] == '[') {
+        const char *e = strchr(line, ']');
+        if (e) {
+            line = e + 1;
+            while (*line == ' ')
+                line++;
+            if (line[0] && line[1] == ':' && line[2] == ' ')
+                line += 3;
+        }
+    }
+    snprintf(buf, sizeof(buf), "%s", line);
+    n = strlen(buf);
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+        buf[--n] = '\0';
+    if (n)
+        relay_log_raw(lv, "lws", buf);
+}
+
+/* ERR and WARN from warn up, everything (NOTICE, INFO: the library is built without DEBUG)
+ * at debug; the echoes above are dropped below debug. */
+int io_lws_log_mask(enum relay_log_level level)
+{
+    switch (level) {
+    case RELAY_LOG_ERROR:
+        return LLL_ERR;
+    case RELAY_LOG_WARN:
+    case RELAY_LOG_INFO:
+        return LLL_ERR | LLL_WARN;
+    default:
+        return LLL_ERR | LLL_WARN | LLL_NOTICE | LLL_INFO;
+    }
+}
+
+void io_log(const struct relay_transport *t, enum relay_log_level level, const char *who,
+                 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void io_log(const struct relay_transport *t, enum relay_log_level level, const char *who,
+                 const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+
+    if (level > t->log_level)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    relay_log_raw(level, who, msg);
+}
