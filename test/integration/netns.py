@@ -23,6 +23,8 @@ with the process; nothing outside it sees them.
     res.set_options(timeout=2, attempts=1)           # resolv.conf rewritten in place
     res.run([sys.executable, "-c", "..."])           # any command under the same files
     netns.getaddrinfo(res, "broker.test")            # a lookup in a subprocess under them
+    lk = netns.Looker(res)                           # a long-lived one (sees in-place rewrites
+    lk.getaddrinfo("late.test")                      # only, as the relay would)
 
 Files are always rewritten IN PLACE (same inode): a bind mount pins the inode it was given, so
 a file replaced by rename() would not be seen by the process. glibc stats /etc/resolv.conf at
@@ -37,6 +39,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 
 sys.dont_write_bytecode = True
 import dnsserver  # noqa: E402
@@ -207,28 +210,83 @@ class Resolver:
 
 _GAI = r"""
 import json, socket, sys, time
-name, fam = sys.argv[1], {"any": 0, "4": socket.AF_INET, "6": socket.AF_INET6}[sys.argv[2]]
-t0 = time.monotonic()
-try:
-    r = socket.getaddrinfo(name, 1883, fam, socket.SOCK_STREAM)
-    out = {"ok": True, "addrs": sorted(set(x[4][0] for x in r))}
-except socket.gaierror as e:
-    out = {"ok": False, "errno": e.errno, "error": str(e),
-           "name": {socket.EAI_NONAME: "EAI_NONAME", socket.EAI_AGAIN: "EAI_AGAIN",
-                    socket.EAI_FAIL: "EAI_FAIL"}.get(e.errno, str(e.errno))}
-out["seconds"] = time.monotonic() - t0
-print(json.dumps(out))
+def look(name, fam):
+    fam = {"any": 0, "4": socket.AF_INET, "6": socket.AF_INET6}[fam]
+    t0 = time.monotonic()
+    try:
+        r = socket.getaddrinfo(name, 1883, fam, socket.SOCK_STREAM)
+        out = {"ok": True, "addrs": sorted(set(x[4][0] for x in r))}
+    except socket.gaierror as e:
+        out = {"ok": False, "errno": e.errno, "error": str(e),
+               "name": {socket.EAI_NONAME: "EAI_NONAME", socket.EAI_AGAIN: "EAI_AGAIN",
+                        socket.EAI_FAIL: "EAI_FAIL"}.get(e.errno, str(e.errno))}
+    out["seconds"] = time.monotonic() - t0
+    print(json.dumps(out), flush=True)
+if len(sys.argv) > 1:
+    look(sys.argv[1], sys.argv[2])
+else:  # a long-lived process: one "NAME FAMILY" per line
+    for line in sys.stdin:
+        look(*line.split())
 """
+
+
+def _python():
+    return "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
 
 
 def getaddrinfo(res, name, family="any", timeout=60):
     """One getaddrinfo(name) in a fresh process under res's files: a dict {ok, addrs} or
     {ok: False, errno, name: EAI_NONAME | EAI_AGAIN | EAI_FAIL, error}, plus seconds (how long
-    the call took). The process is /usr/bin/python3 (any python3 will do)."""
-    py = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
-    p = res.run([py, "-c", _GAI, name, family], timeout=timeout)
+    the call took). family: "any", "4" or "6". A fresh process mounts the files as they are
+    now: to see what a running process (the relay) sees of a change, use Looker."""
+    p = res.run([_python(), "-c", _GAI, name, family], timeout=timeout)
     if p.returncode != 0:
         raise RuntimeError("lookup of %s under %s failed to run (%d): %s"
                            % (name, res.resolv_path, p.returncode,
                               p.stderr.decode("utf-8", "replace")))
     return json.loads(p.stdout.decode())
+
+
+class Looker:
+    """A LONG-LIVED process under res's files that resolves names on demand, as the relay
+    would: it mounted the files once, so it sees only what is rewritten in place.
+
+        lk = netns.Looker(res)          # registered with res.t: stopped by its cleanup
+        lk.getaddrinfo("late.test")     # the same dict as getaddrinfo()
+        lk.stop()
+    """
+
+    def __init__(self, res):
+        self.p = res.popen([_python(), "-c", _GAI], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.lines = []
+        self.cond = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+        if res.t:
+            res.t._register(self)
+
+    def _read(self):
+        for line in self.p.stdout:
+            with self.cond:
+                self.lines.append(line)
+                self.cond.notify_all()
+
+    def getaddrinfo(self, name, family="any", timeout=60):
+        with self.cond:
+            n = len(self.lines)
+        self.p.stdin.write(("%s %s\n" % (name, family)).encode())
+        self.p.stdin.flush()
+        with self.cond:
+            if not self.cond.wait_for(lambda: len(self.lines) > n, timeout):
+                raise RuntimeError("no answer from the lookup process for %s within %ss"
+                                   % (name, timeout))
+            return json.loads(self.lines[n].decode())
+
+    @property
+    def pid(self):
+        return self.p.pid
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait(10)

@@ -144,6 +144,8 @@ def dns_section(t):
     res = netns.Resolver(t, timeout=1, attempts=1)
     d = res.dns
     t.note("DNS server %s:%d; resolv.conf %s" % (d.addr, d.port, res.resolv_path))
+    # a long-lived process started now, with timeout:1 in its resolv.conf (as the relay would)
+    lk = netns.Looker(res)
     d.set("broker.test", a=["127.0.0.1"], aaaa=["::1"])
     r = netns.getaddrinfo(res, "broker.test")
     t.check(r["ok"] and r["addrs"] == ["127.0.0.1", "::1"],
@@ -166,19 +168,20 @@ def dns_section(t):
     t.check(not r["ok"] and r["name"] == "EAI_AGAIN", "SERVFAIL -> EAI_AGAIN", str(r))
 
     timeout, attempts = 2, 1
-    res.set_options(timeout=timeout, attempts=attempts)
+    res.set_options(timeout=timeout, attempts=attempts)  # in place: the long-lived one sees it
     d.drop("hang.test")
-    r = netns.getaddrinfo(res, "hang.test")
-    t.note("a name never answered, timeout:%d attempts:%d: %s after %.2f s"
-           % (timeout, attempts, r.get("name"), r["seconds"]))
+    r = lk.getaddrinfo("hang.test")
+    t.note("a name never answered, timeout:%d attempts:%d (resolv.conf rewritten after the "
+           "process started): %s after %.2f s" % (timeout, attempts, r.get("name"),
+                                                 r["seconds"]))
     t.check(not r["ok"] and r["name"] == "EAI_AGAIN", "never answered -> EAI_AGAIN", str(r))
     t.check(d.queries("hang.test", "A") == attempts and d.queries("hang.test", "AAAA") == attempts,
             "one A and one AAAA query per attempt (%d)" % attempts, str(d.log))
     # a lower bound only: the resolver cannot give up before its timeout (an upper bound
     # just proves the wait is bounded)
     t.check(timeout * attempts - 0.1 <= r["seconds"] < timeout * attempts + 20,
-            "the lookup gave up after the timeout written in resolv.conf (%d s)"
-            % (timeout * attempts), "%.2f s" % r["seconds"])
+            "the lookup gave up after the timeout written in resolv.conf (%d s): the running "
+            "process re-read the file" % (timeout * attempts), "%.2f s" % r["seconds"])
     res.set_options(timeout=1, attempts=1)
 
     d.truncate_udp = True
@@ -189,23 +192,24 @@ def dns_section(t):
     t.check(r["ok"] and r["addrs"] == ["127.0.0.3"] and protos == ["tcp", "udp"],
             "a truncated UDP answer: the resolver asked again over TCP and got the address",
             "%s, protocols %s" % (r, protos))
-    return res
+    return res, lk
 
 
-def hosts_section(t, res):
+def hosts_section(t, res, lk):
     t.section("hosts: a name that appears in the private hosts file later")
     d = res.dns
-    r = netns.getaddrinfo(res, "late.test", "4")
+    # lk: the long-lived process (its mounts were made before any change)
+    r = lk.getaddrinfo("late.test", "4")
     t.check(not r["ok"] and r["name"] == "EAI_NONAME", "late.test is unknown at first", str(r))
     before = d.queries("late.test")
     res.add_host("127.0.0.5", "late.test")
-    r = netns.getaddrinfo(res, "late.test", "4")
+    r = lk.getaddrinfo("late.test", "4")
     t.check(r["ok"] and r["addrs"] == ["127.0.0.5"],
-            "after add_host() the next lookup finds it", str(r))
+            "after add_host() the next lookup of the running process finds it", str(r))
     t.check(d.queries("late.test") == before, "answered from the hosts file (no DNS query)",
             "%d queries, %d before" % (d.queries("late.test"), before))
     res.set_hosts([("127.0.0.6", "late.test")])
-    r = netns.getaddrinfo(res, "late.test", "4")
+    r = lk.getaddrinfo("late.test", "4")
     t.check(r["ok"] and r["addrs"] == ["127.0.0.6"],
             "after set_hosts() (rewritten in place) the next lookup sees the new address",
             str(r))
@@ -451,8 +455,8 @@ def run(t):
         if not ok:
             print("SKIP: %s" % why)
             sys.exit(rt.SKIP)
-    res = dns_section(t)
-    hosts_section(t, res)
+    res, lk = dns_section(t)
+    hosts_section(t, res, lk)
     relay_section(t, res)
     broker = t.broker("mq")
     direct = t.client(broker, version="3.1.1", client_id="nf-direct")
