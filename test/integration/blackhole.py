@@ -152,14 +152,24 @@ def _pid_alive(pid):
         return True
 
 
+def _drop_idle_clsact():
+    """Deletes the clsact qdisc of lo when no filter at all is left on it (as we found lo)."""
+    if "filter" not in _tc("filter", "show", "dev", DEV, "egress")[1] and \
+            "filter" not in _tc("filter", "show", "dev", DEV, "ingress")[1]:
+        _tc("qdisc", "del", "dev", DEV, "clsact")
+
+
 def sweep():
-    """Removes the filters whose owner process is gone. Returns how many."""
+    """Removes the filters whose owner process is gone (and then the qdisc if it is idle).
+    Returns how many."""
     n = 0
     for handle, pid, _ports in our_filters():
         if not _pid_alive(pid):
             _tc("filter", "del", "dev", DEV, HOOK, "pref", str(PREF), "handle", handle,
                 "bpf")
             n += 1
+    if n:
+        _drop_idle_clsact()
     return n
 
 
@@ -201,19 +211,21 @@ class PortDrop:
         if self.handle is not None:
             return self
         sweep()
-        self.made_qdisc = _ensure_clsact() or self.made_qdisc
         code = bytecode(program(self.ports))
         for _ in range(20):
+            # (again each time: another process's sweep may have removed an idle qdisc)
+            self.made_qdisc = _ensure_clsact() or self.made_qdisc
             handle = "0x%x" % random.randrange(1, 1 << 31)
             rc, out = _tc("filter", "add", "dev", DEV, HOOK, "pref", str(PREF),
                           "handle", handle, "bpf", "da", "bytecode", code)
             if rc == 0:
                 break
-            if "exists" not in out.lower():
+            if "exists" not in out.lower() and "qdisc" not in out.lower() and \
+                    "parent" not in out.lower():
                 raise OSError("tc filter add dev %s %s ... bpf da bytecode: %s"
                               % (DEV, HOOK, out.strip()))
         else:
-            raise OSError("no free tc filter handle")
+            raise OSError("cannot add a tc filter on %s: %s" % (DEV, out.strip()))
         self.handle = handle
         with _lock:
             _live.add(self)
@@ -233,10 +245,8 @@ class PortDrop:
             _live.discard(self)
         if self._log:
             self._log("port(s) %s pass again" % self.ports)
-        if self.made_qdisc and not our_filters() and \
-                "filter" not in _tc("filter", "show", "dev", DEV, "egress")[1] and \
-                "filter" not in _tc("filter", "show", "dev", DEV, "ingress")[1]:
-            _tc("qdisc", "del", "dev", DEV, "clsact")  # leave lo as we found it
+        if self.made_qdisc:
+            _drop_idle_clsact()  # leave lo as we found it
             self.made_qdisc = False
         return self
 
