@@ -97,8 +97,7 @@ struct conn {
 };
 
 static struct {
-    uint64_t conns, open, bytes[2], reads[2], writes[2], held_max, late_max, late_1ms,
-        releases;
+    uint64_t conns, open, bytes[2], reads[2], writes[2], held_max, late_max, late_1ms, releases;
 } st;
 
 static int ep;
@@ -181,8 +180,8 @@ static void arm(struct dir *d, uint64_t now)
         due = d->eof_due;
     if (!due || due == d->timer_at)
         return;
-    struct itimerspec its = {.it_value = {.tv_sec = (time_t)(due / 1000000000u),
-                                          .tv_nsec = (long)(due % 1000000000u)}};
+    struct itimerspec its = {
+        .it_value = {.tv_sec = (time_t)(due / 1000000000u), .tv_nsec = (long)(due % 1000000000u)}};
     if (timerfd_settime(d->tfd, TFD_TIMER_ABSTIME, &its, NULL) < 0)
         die("timerfd_settime");
     d->timer_at = due;
@@ -235,8 +234,7 @@ static bool service(struct dir *d)
         }
         /* read what came, if there is room */
         uint64_t held = d->rd - d->wr;
-        if (d->readable && !d->eof && held < d->cap && d->rtail - d->rhead < RECS &&
-            budget > 0) {
+        if (d->readable && !d->eof && held < d->cap && d->rtail - d->rhead < RECS && budget > 0) {
             uint64_t pos = d->rd & d->mask, room = d->cap - held;
             struct iovec iov[2];
             int cnt = 1;
@@ -314,8 +312,7 @@ static void on_accept(int lfd)
             die("socket");
         nodelay(cfd);
         nodelay(c->ufd);
-        if (connect(c->ufd, (struct sockaddr *)&target, target_len) < 0 &&
-            errno != EINPROGRESS) {
+        if (connect(c->ufd, (struct sockaddr *)&target, target_len) < 0 && errno != EINPROGRESS) {
             fprintf(stderr, "delayproxy: connect to target: %s\n", strerror(errno));
             close(cfd);
             close(c->ufd);
@@ -467,14 +464,29 @@ int main(int argc, char **argv)
     int opt;
     while ((opt = getopt(argc, argv, "t:l:d:u:w:b:sh")) != -1) {
         switch (opt) {
-        case 't': tgt = optarg; break;
-        case 'l': lis = optarg; break;
-        case 'd': both = parse_ms(optarg); break;
-        case 'u': delay_up = parse_ms(optarg), have_up = true; break;
-        case 'w': delay_down = parse_ms(optarg), have_down = true; break;
-        case 'b': bufsize = parse_size(optarg); break;
-        case 's': stats = true; break;
-        default: usage();
+        case 't':
+            tgt = optarg;
+            break;
+        case 'l':
+            lis = optarg;
+            break;
+        case 'd':
+            both = parse_ms(optarg);
+            break;
+        case 'u':
+            delay_up = parse_ms(optarg), have_up = true;
+            break;
+        case 'w':
+            delay_down = parse_ms(optarg), have_down = true;
+            break;
+        case 'b':
+            bufsize = parse_size(optarg);
+            break;
+        case 's':
+            stats = true;
+            break;
+        default:
+            usage();
         }
     }
     if (!tgt || optind != argc)
@@ -549,15 +561,21 @@ int main(int argc, char **argv)
             if (t->c && t->c->dead)
                 continue;
             switch (t->kind) {
-            case K_LISTEN: on_accept(lfd); break;
+            case K_LISTEN:
+                on_accept(lfd);
+                break;
             case K_SIGNAL:
                 if (stats)
                     print_stats();
                 return 0;
             case K_CLIENT:
-            case K_UPSTREAM: on_sock(t, evs[i].events); break;
+            case K_UPSTREAM:
+                on_sock(t, evs[i].events);
+                break;
             case K_TIMER_UP:
-            case K_TIMER_DOWN: on_timer(t); break;
+            case K_TIMER_DOWN:
+                on_timer(t);
+                break;
             }
         }
         /* the directions that used their turn up, in order: those marked again go last */

@@ -10,8 +10,9 @@ ingress of `lo` (every loopback packet passes there once) a filter that drops ev
 whose source or destination port is one of ours, in both directions, SYNs included: the
 sockets at both ends stay open and hear nothing, exactly as when a NAT or a firewall on the path
 forgets the connection or a cable is pulled. (At ingress: the senders' stacks believe their
-packets left; dropped at egress they would be told, and keepalive would never give up.) off() removes the filter: the retransmissions get
-through again, and the connection resumes if neither end gave up.
+packets left; dropped at egress they would be told, and keepalive would never give up.)
+off() removes the filter: the retransmissions get through again, and the connection resumes
+if neither end gave up.
 
     hole = BlackHole(t, broker.port).start()  # a fault_proxy.FaultProxy to the broker, plus
                                               # the filter on its port (t: relaytest.Test)

@@ -32,7 +32,6 @@ import errno
 import os
 import socket
 import ssl
-import struct
 import sys
 import threading
 import time
