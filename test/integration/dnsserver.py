@@ -1,7 +1,8 @@
 """dnsserver: a small DNS server of ours for the integration tests (issue 13). Standard library
 only (threads); UDP and TCP on the same address and port.
 
-    dns = DnsServer().start()                    # 127.0.0.1, a free port (dns.port)
+    dns = DnsServer(test=t).start()              # 127.0.0.1, a free port (dns.port); t's
+                                                 # cleanup stops it (else call dns.stop())
     dns = DnsServer("127.53.0.7", 53).start()    # what a private resolv.conf can name (netns.py)
     dns.set("broker.test", a=["127.0.0.1"])      # answer A (and AAAA with aaaa=[...])
     dns.set("broker.test", a=["127.0.0.2"])      # the address changes (next lookup sees it)
@@ -116,7 +117,9 @@ class Entry:
 
 
 class DnsServer:
-    def __init__(self, addr="127.0.0.1", port=0, log=None):
+    """test: a relaytest.Test whose cleanup stops the server (or None: call stop())."""
+
+    def __init__(self, addr="127.0.0.1", port=0, log=None, test=None):
         self.addr = addr
         self._log = log
         self.lock = threading.Lock()
@@ -147,6 +150,8 @@ class DnsServer:
         t.listen(16)
         self.udp, self.tcp = u, t
         self.port = u.getsockname()[1]
+        if test is not None:
+            test._register(self)
 
     def __repr__(self):
         return "DnsServer(%s:%d)" % (self.addr, self.port)
