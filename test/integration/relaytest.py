@@ -370,6 +370,9 @@ class Relay:
         self.proc = None
         self.starts = 0
         self.env = None
+        # A command prefix the relay is run under, e.g. netns.Resolver.wrapper() (unshare -m
+        # ... exec): it must exec the relay so that the PID stays the relay's.
+        self.wrapper = None
 
     @property
     def id(self):
@@ -393,7 +396,8 @@ class Relay:
             e = dict(os.environ)
             e.update(env or self.env or {})
             self.proc = subprocess.Popen(
-                [self.t.relay_bin, "-c", self.conf_path] + list(args),
+                list(self.wrapper or []) + [self.t.relay_bin, "-c", self.conf_path] +
+                list(args),
                 stdin=subprocess.DEVNULL, stdout=of, stderr=ef, cwd=self.dir, env=e,
                 preexec_fn=_pdeathsig)
         self.t._register(self)
@@ -813,13 +817,16 @@ class Test:
                 p.stderr.decode("utf-8", "replace"))
 
     def cleanup(self):
-        # Clients first (they would log reconnect noise), then relays, then brokers.
+        # Clients first (they would log reconnect noise), then relays, then other registered
+        # tools that have a stop() (proxies, DNS servers, packet filters), then brokers.
+        others = [x for x in self.things if not isinstance(x, (Client, Relay, Broker))
+                  and callable(getattr(x, "stop", None))]
         order = ([x for x in self.things if isinstance(x, Client)] +
-                 [x for x in self.things if isinstance(x, Relay)] +
+                 [x for x in self.things if isinstance(x, Relay)] + others +
                  [x for x in self.things if isinstance(x, Broker)])
         for x in order:
             try:
-                if isinstance(x, Client):
+                if isinstance(x, Client) or x in others:
                     x.stop()
                 elif isinstance(x, (Relay, Broker)):
                     if x.proc is not None and x.proc.poll() is None:
