@@ -37,12 +37,17 @@ struct relay_spool_config {
     uint64_t max_size;
 };
 
+/* The 3.x bridge bit (protocol level | 0x80, Mosquitto's try_private): "auto" tries it and
+ * falls back for good when the broker refuses it; true insists; false never sets it. */
+enum relay_bridge_mode { RELAY_BRIDGE_AUTO = 0, RELAY_BRIDGE_ON, RELAY_BRIDGE_OFF };
+
 struct relay_broker_config {
     char *name;
     int line; /* where the broker's group starts in the file */
     struct relay_url *urls;
     size_t n_urls;
     uint8_t version;   /* MQC_V31, MQC_V311, MQC_V5; default MQC_V5 */
+    enum relay_bridge_mode bridge_bit; /* 3.x only; default auto */
     char *client_id;   /* base id: default "<relay.id>-<name>"; "-<i>" appended when connections > 1 */
     char *username;    /* NULL = none */
     char *password;    /* NULL = none; from password or password_file */

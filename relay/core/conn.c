@@ -7,7 +7,7 @@
  *               that the broker will redeliver are forgotten
  *   sync        after every event: read or pause (backpressure), write interest, close
  *   close       why it ended, one log line, and when to try again: jittered exponential backoff,
- *               at once after a refusal that only asks for another attempt (the bridge bit)
+ *               or at once without the 3.x bridge bit when the broker refused it (bridge_bit auto)
  *   probe       while on a fallback URL, the first one is tried every reconnect.max and taken back
  */
 #include <errno.h>
@@ -143,7 +143,9 @@ void relay_conn_fill_scfg(struct relay_conn *c)
 
     c->scfg = (struct relay_session_cfg){
         .version = bc->version,
-        .try_bridge = bc->version != MQC_V5,
+        .try_bridge = bc->version != MQC_V5 &&
+                      (bc->bridge_bit == RELAY_BRIDGE_ON ||
+                       (bc->bridge_bit == RELAY_BRIDGE_AUTO && !c->b->bridge_off)),
         .client_id = c->client_id,
         .username = bc->username,
         .password = bc->password,
@@ -513,18 +515,37 @@ uint64_t relay_core_rx_packets(const struct relay_conn *c)
     return c->s ? relay_session_packets_in(c->s) : 0;
 }
 
+/* bridge_bit "auto" and the broker refused the bit: every connection of the broker connects
+ * without it from now on, for the life of the process. One line says so; it is not counted as
+ * a reconnect. */
+static void drop_bridge_bit(struct relay_conn *c, const char *text)
+{
+    struct relay_broker *b = c->b;
+
+    if (b->bridge_off)
+        return;
+    b->bridge_off = true;
+    for (uint32_t j = 0; j < b->n_conns; j++)
+        relay_conn_fill_scfg(&b->conns[j]);
+    relay_log(c->r->log, RELAY_LOG_INFO, c->who,
+              "the broker refused the bridge protocol bit (%s): connecting without it from now "
+              "on; the loop guard relies on its other layers",
+              text);
+}
+
 void relay_core_on_close(struct relay_conn *c, const char *why, uint64_t now_ms)
 {
     struct relay *r = c->r;
     const char *sw;
     char text[256];
-    bool was_open = c->st == RELAY_CONN_OPEN;
+    bool was_open = c->st == RELAY_CONN_OPEN, bridge_refused;
 
     if (c->is_probe) {
         probe_closed(c, why);
         relay_flush(r, now_ms);
         return;
     }
+    relay_session_closed(c->s, now_ms);
     sw = relay_session_why(c->s);
     if (sw[0])
         snprintf(text, sizeof(text), "%s", sw);
@@ -532,12 +553,13 @@ void relay_core_on_close(struct relay_conn *c, const char *why, uint64_t now_ms)
         snprintf(text, sizeof(text), "connection lost (%s)", why ? why : "closed");
     else
         snprintf(text, sizeof(text), "%s", why ? why : "connection failed");
-    relay_session_closed(c->s, now_ms);
+    bridge_refused = relay_session_end(c->s) == RELAY_END_BRIDGE_REFUSED &&
+                     c->b->cfg->bridge_bit == RELAY_BRIDGE_AUTO;
     c->link = NULL;
     c->close_asked = false;
     c->write_asked = false;
     c->rx_paused = false;
-    if (was_open)
+    if (was_open && !bridge_refused)
         c->stats.reconnects++;
     if (r->stopping) {
         c->st = RELAY_CONN_IDLE;
@@ -548,9 +570,9 @@ void relay_core_on_close(struct relay_conn *c, const char *why, uint64_t now_ms)
         c->up_since = 0;
         c->st = RELAY_CONN_WAIT;
         c->retry_at = now_ms;
-    } else if (relay_session_end(c->s) == RELAY_END_RETRY_NOW) {
-        /* not a failure: connect again at once (the bridge bit refused: without it) */
-        relay_log(r->log, RELAY_LOG_INFO, c->who, "%s", text);
+    } else if (bridge_refused) {
+        /* not a failure: the same CONNECT again at once, without the bit */
+        drop_bridge_bit(c, text);
         c->st = RELAY_CONN_WAIT;
         c->retry_at = now_ms;
     } else {

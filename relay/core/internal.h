@@ -136,6 +136,7 @@ struct relay_broker {
     struct relay_broker **feeds; /* brokers this one's routes write to (distinct) */
     size_t n_feeds;
     struct relay_tree *tree;     /* the routes in from, by filter */
+    bool bridge_off;             /* bridge_bit "auto": the broker refused the bit; for good */
     struct relay_feed feed;      /* store and forward */
 };
 

@@ -72,12 +72,10 @@ int sess_on_connack(struct relay_session *s, const struct mqc_connack *ca, uint6
                                               "bad user name or password", "not authorized"};
         const char *text = !v5 && ca->code < 6 ? v3_text[ca->code] : NULL;
 
-        if (c->try_bridge && !s->bridge_refused && !v5 && ca->code == 1) {
-            s->bridge_refused = true;
-            s->end = RELAY_END_RETRY_NOW;
-            sess_set_why(s, "broker refused the bridge protocol bit; connecting without it");
-            return -ECONNREFUSED;
-        }
+        /* "unacceptable protocol version" to a CONNECT with the bridge bit: the bit is what
+         * is refused (ejabberd, Aedes); the owner decides whether to try again without it */
+        if (relay_session_bridge_on(s) && ca->code == 1)
+            s->end = RELAY_END_BRIDGE_REFUSED;
         if (v5) {
             switch (ca->code) {
             case 0x80: text = "unspecified error"; break;

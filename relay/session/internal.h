@@ -41,7 +41,6 @@ struct relay_session {
     struct relay_log *log;
     const char *who;
     enum relay_session_state state;
-    bool bridge_refused;  /* the broker refused the bridge bit: connect without it */
     enum relay_session_end end; /* how the last link ended (with why) */
     bool rx_paused;       /* the owner paused reading (keepalive / ack timeouts suspended) */
     uint64_t packets_in;  /* packets handled since the session was made (read batching) */

@@ -230,9 +230,23 @@ int sess_on_ack(struct relay_session *s, uint8_t type, const struct mqc_ack *a,
         return 0;
     }
     m = s->slots[pid - 1];
-    if (s->slot_state[pid - 1] != SL_PUB || !m || (m->state & ~MS_RESENT) != MS_INFLIGHT ||
-        m->qos != (type == MQC_PUBACK ? 1 : 2)) {
+    if (s->slot_state[pid - 1] != SL_PUB || !m || (m->state & ~MS_RESENT) != MS_INFLIGHT) {
         snprintf(what, sizeof(what), "%s for unknown packet id %u", mqc_type_name(type), pid);
+        return sess_peer_error(s, 0x82, what, now_ms);
+    }
+    if (type == MQC_PUBACK && m->qos == 2) {
+        /* RabbitMQ 3.10 answers a QoS 2 PUBLISH with PUBACK (and MQTT 3.1.1 has no Maximum QoS
+         * to warn us): the broker took the message at QoS 1. It is delivered; what follows on
+         * this link goes at QoS 1 at most, as if the CONNACK had said Maximum QoS 1. */
+        if (s->peer_max_qos > 1) {
+            s->peer_max_qos = 1;
+            relay_log(s->log, RELAY_LOG_WARN, s->who,
+                      "the broker answered a QoS 2 PUBLISH with PUBACK (it took it at QoS 1): "
+                      "sending at most QoS 1 on this link");
+        }
+    } else if (m->qos != (type == MQC_PUBACK ? 1 : 2)) {
+        snprintf(what, sizeof(what), "%s for packet id %u, a QoS %u PUBLISH", mqc_type_name(type),
+                 pid, m->qos);
         return sess_peer_error(s, 0x82, what, now_ms);
     }
     relay_msg_unlink(&s->fl_head, &s->fl_tail, m);

@@ -192,6 +192,10 @@ int relay_session_open(struct relay_session *s, uint64_t now_ms)
 void relay_session_closed(struct relay_session *s, uint64_t now_ms)
 {
     (void)now_ms;
+    /* closed by the broker while waiting for CONNACK, with no reason of ours: to a CONNECT with
+     * the bridge bit, that is how BifroMQ and RabbitMQ refuse the bit */
+    if (s->state == RELAY_SS_CONNECTING && relay_session_bridge_on(s) && !s->why[0])
+        s->end = RELAY_END_BRIDGE_REFUSED;
     s->state = RELAY_SS_DOWN;
     s->epoch++;
     s->rx_len = 0;
@@ -675,7 +679,7 @@ void relay_session_forget_why(struct relay_session *s)
 
 bool relay_session_bridge_on(const struct relay_session *s)
 {
-    return s->cfg->try_bridge && s->cfg->version != MQC_V5 && !s->bridge_refused;
+    return s->cfg->try_bridge && s->cfg->version != MQC_V5;
 }
 
 uint32_t relay_session_max_packet(const struct relay_session *s)

@@ -26,7 +26,7 @@ struct relay_sub {
 
 struct relay_session_cfg {
     uint8_t version;
-    bool try_bridge;        /* 3.x: set the bridge bit (falls back when refused) */
+    bool try_bridge;        /* 3.x: set the bridge bit in CONNECT (the owner may turn it off) */
     const char *client_id;
     const char *username;
     const char *password;
@@ -145,9 +145,10 @@ enum relay_session_state relay_session_state(const struct relay_session *s);
 uint32_t relay_session_epoch(const struct relay_session *s);
 /* Why the last link ended ("" when nothing was recorded): one line for the owner's log. */
 const char *relay_session_why(const struct relay_session *s);
-/* How the last link ended: a failure to back off from, or a refusal that asks for an immediate
- * new attempt (the bridge bit refused: the next CONNECT goes without it). */
-enum relay_session_end { RELAY_END_FAILURE = 0, RELAY_END_RETRY_NOW };
+/* How the last link ended: a failure, or the 3.x bridge bit refused: CONNACK 1 answered a
+ * CONNECT that had it, or the broker closed the link before any CONNACK (BifroMQ, RabbitMQ).
+ * The owner may then connect again at once without it (cfg->try_bridge). */
+enum relay_session_end { RELAY_END_FAILURE = 0, RELAY_END_BRIDGE_REFUSED };
 enum relay_session_end relay_session_end(const struct relay_session *s);
 /* The owner has logged why (relay_session_why() turns ""). */
 void relay_session_forget_why(struct relay_session *s);

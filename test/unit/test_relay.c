@@ -616,6 +616,60 @@ static void reload_reconnects_changed_broker(void **st)
     env_free(e);
 }
 
+/* A link opened by the fake transport; returns the CONNECT the relay sent on it. */
+static struct mqc_connect open_link(struct env *e, struct relay_conn *c)
+{
+    struct fake_link *l = fake_link(&e->io, c);
+    struct mqc_packet pk[4];
+
+    assert_true(l->connecting);
+    l->connecting = false;
+    l->len = 0;
+    relay_core_on_open(c, e->io.now);
+    assert_int_equal(fake_tx(&e->io, c, pk, 4), 1);
+    assert_int_equal(pk[0].type, MQC_CONNECT);
+    return pk[0].u.connect;
+}
+
+/* bridge_bit "auto" (the default): a 3.x broker that closes the link before CONNACK (BifroMQ,
+ * RabbitMQ) or answers CONNACK 1 (ejabberd) gets the same CONNECT again at once without the
+ * bit, on every connection of its pool, for good; not counted as a reconnect. */
+static void bridge_bit_refused_then_never_again(void **st)
+{
+    struct env *e = env_new(TWO_BROKERS("connections = 2;", "{ from = \"a\"; to = \"b\"; "
+                                                             "filter = \"s/#\"; }"));
+    struct relay_conn *b0 = conn(e, 1, 0), *b1 = conn(e, 1, 1);
+    struct mqc_packet ca = {.type = MQC_CONNACK};
+
+    (void)st;
+    assert_true(open_link(e, b0).bridge);
+    fake_drop(&e->io, b0, "connection closed by server"); /* no CONNACK */
+    assert_int_equal(e->io.wake, e->io.now);              /* at once */
+    relay_core_tick(e->r, e->io.now);
+    assert_int_equal(fake_link(&e->io, b0)->connects, 2);
+    assert_false(open_link(e, b0).bridge);
+    assert_false(open_link(e, b1).bridge); /* the pool learnt it too */
+    assert_int_equal(b0->stats.reconnects, 0);
+    /* a later failure is a failure: backoff, counted */
+    assert_int_equal(fake_rx(&e->io, b0, &ca), 0);
+    fake_drop(&e->io, b0, "connection closed by server");
+    assert_int_equal(b0->stats.reconnects, 1);
+    assert_true(e->io.wake > e->io.now);
+    env_free(e);
+
+    /* CONNACK 1 to the bit: the same */
+    e = env_new(TWO_BROKERS("", "{ from = \"a\"; to = \"b\"; filter = \"s/#\"; }"));
+    b0 = conn(e, 1, 0);
+    assert_true(open_link(e, b0).bridge);
+    ca.u.connack.code = 1;
+    assert_true(fake_rx(&e->io, b0, &ca) < 0);
+    fake_drop(&e->io, b0, "connection closed by relay");
+    relay_core_tick(e->r, e->io.now);
+    assert_false(open_link(e, b0).bridge);
+    assert_int_equal(b0->stats.reconnects, 0);
+    env_free(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -625,6 +679,7 @@ int main(void)
         cmocka_unit_test(template_qos_and_retain),
         cmocka_unit_test(relay_path_and_properties),
         cmocka_unit_test(properties_dropped_but_path_kept),
+        cmocka_unit_test(bridge_bit_refused_then_never_again),
         cmocka_unit_test(pool_keeps_each_topic_on_one_connection),
         cmocka_unit_test(source_reconnect_forgets_queued_copies),
         cmocka_unit_test(full_destination_pauses_source),

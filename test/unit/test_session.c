@@ -309,12 +309,93 @@ static void connect_v3_bridge_bit_and_fallback(void **st)
     assert_true(pk[0].u.connect.bridge);
     ca.u.connack.code = 1; /* unacceptable protocol version */
     assert_true(feed_pkt(f, &ca) < 0);
-    assert_true(!relay_session_bridge_on(f->s));
+    /* the session says the bit was refused; whether to go on without it is the owner's call */
+    assert_int_equal(relay_session_end(f->s), RELAY_END_BRIDGE_REFUSED);
     relay_session_closed(f->s, f->now);
+    f->cfg.try_bridge = false;
     relay_session_open(f->s, f->now);
+    assert_int_equal(relay_session_end(f->s), RELAY_END_FAILURE);
     n = drain_tx(f, out, sizeof(out));
     packets(f, out, n, pk, 2);
     assert_false(pk[0].u.connect.bridge);
+    fx_free(f);
+}
+
+/* BifroMQ and RabbitMQ close the socket, with no CONNACK at all, on a bridge-bit CONNECT. */
+static void connect_v3_bridge_bit_close_before_connack(void **st)
+{
+    struct fx *f = fx_new(MQC_V311, 64, 0);
+    uint8_t out[512];
+
+    (void)st;
+    f->cfg.try_bridge = true;
+    relay_session_open(f->s, f->now);
+    drain_tx(f, out, sizeof(out));
+    relay_session_closed(f->s, f->now); /* the broker closed: nothing arrived */
+    assert_int_equal(relay_session_end(f->s), RELAY_END_BRIDGE_REFUSED);
+    /* without the bit, the same close is a plain failure */
+    f->cfg.try_bridge = false;
+    relay_session_open(f->s, f->now);
+    drain_tx(f, out, sizeof(out));
+    relay_session_closed(f->s, f->now);
+    assert_int_equal(relay_session_end(f->s), RELAY_END_FAILURE);
+    /* with it, a close for a reason of ours (no CONNACK in time) is no refusal either */
+    f->cfg.try_bridge = true;
+    relay_session_open(f->s, f->now);
+    drain_tx(f, out, sizeof(out));
+    f->now += 11000;
+    assert_true(relay_session_tick(f->s, f->now) < 0);
+    relay_session_closed(f->s, f->now);
+    assert_int_equal(relay_session_end(f->s), RELAY_END_FAILURE);
+    /* and MQTT 5 has no bridge bit */
+    fx_free(f);
+    f = fx_new(MQC_V5, 64, 0);
+    f->cfg.try_bridge = true;
+    relay_session_open(f->s, f->now);
+    drain_tx(f, out, sizeof(out));
+    relay_session_closed(f->s, f->now);
+    assert_int_equal(relay_session_end(f->s), RELAY_END_FAILURE);
+    fx_free(f);
+}
+
+/* RabbitMQ 3.10 answers a QoS 2 PUBLISH with PUBACK: delivered at QoS 1, no protocol error; the
+ * link sends at most QoS 1 afterwards; on the next link QoS 2 is tried again. */
+static void qos2_answered_with_puback(void **st)
+{
+    struct fx *f = fx_new(MQC_V311, 64, 0);
+    uint8_t out[4096];
+    struct mqc_packet pk[16];
+    size_t n;
+
+    (void)st;
+    bring_up(f, false, NULL, 0);
+    relay_session_enqueue(f->s, make_msg(MQC_V311, "q2", 2), f->now);
+    relay_session_enqueue(f->s, make_msg(MQC_V311, "q2", 2), f->now);
+    n = drain_tx(f, out, sizeof(out));
+    assert_int_equal(packets(f, out, n, pk, 16), 2);
+    assert_int_equal(pk[0].u.publish.qos, 2);
+    assert_int_equal(pk[1].u.publish.qos, 2);
+    assert_int_equal(feed_ack(f, MQC_PUBACK, pk[0].u.publish.packet_id, 0), 0);
+    assert_int_equal(feed_ack(f, MQC_PUBACK, pk[1].u.publish.packet_id, 0), 0);
+    assert_int_equal(R.done_ok, 2);
+    assert_int_equal(relay_session_unacked(f->s), 0);
+    assert_false(relay_session_closing(f->s));
+    assert_int_equal(relay_session_max_qos(f->s), 1);
+    relay_session_enqueue(f->s, make_msg(MQC_V311, "q2", 2), f->now);
+    n = drain_tx(f, out, sizeof(out));
+    assert_int_equal(packets(f, out, n, pk, 16), 1);
+    assert_int_equal(pk[0].u.publish.qos, 1); /* re-encoded at QoS 1 */
+    assert_int_equal(feed_ack(f, MQC_PUBACK, pk[0].u.publish.packet_id, 0), 0);
+    assert_int_equal(R.done_ok, 3);
+    /* a PUBREC for a QoS 1 PUBLISH is still impossible: the link closes, saying so */
+    relay_session_enqueue(f->s, make_msg(MQC_V311, "q1", 1), f->now);
+    n = drain_tx(f, out, sizeof(out));
+    assert_int_equal(packets(f, out, n, pk, 16), 1);
+    assert_true(feed_ack(f, MQC_PUBREC, pk[0].u.publish.packet_id, 0) < 0);
+    assert_non_null(strstr(relay_session_why(f->s), "a QoS 1 PUBLISH"));
+    relay_session_closed(f->s, f->now);
+    bring_up(f, true, NULL, 0);
+    assert_int_equal(relay_session_max_qos(f->s), 2);
     fx_free(f);
 }
 
@@ -983,6 +1064,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(connect_v5_advertises_limits),
         cmocka_unit_test(connect_v3_bridge_bit_and_fallback),
+        cmocka_unit_test(connect_v3_bridge_bit_close_before_connack),
+        cmocka_unit_test(qos2_answered_with_puback),
         cmocka_unit_test(subscribe_batches),
         cmocka_unit_test(publishes_wait_for_suback),
         cmocka_unit_test(window_follows_receive_maximum),
