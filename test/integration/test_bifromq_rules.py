@@ -177,6 +177,16 @@ def sec_rate(t):
     t.check(w0 == {"0": 200} and len(w1) == 2 and max(int(k) for k in w1) >= 1,
             "the broker counted 200 in window 0, then one in a later window", repr(w1))
 
+    b3 = broker(v3_over_limit="close")
+    c, _ = connect(b3, "rate311c", 4)
+    c.send(b"".join(bb.enc_publish(4, "r/311", b"%d" % i, 1, i) for i in range(1, 251)))
+    pk = c.read_all(timeout=2)
+    cs = conn_stats(b3, "rate311c")
+    t.check(pids(pk, "PUBACK") == list(range(1, 201)) and c.closed and
+            cs["disconnect"] == "0x96" and not cs["disconnect_sent"],
+            "v3_over_limit=close: the 3.1.1 client gets 200 PUBACKs, then the socket closes "
+            "(tally 0x96, no DISCONNECT packet)", repr(cs))
+
     t.section("PUBLISH rate: a paced client (<= 200 per fixed window) is never disconnected")
     c, _ = connect(b, "paced", 5)
     t0 = time.monotonic()  # the broker's t0 is a little earlier (accept): bursts at +0.3 s
