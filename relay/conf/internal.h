@@ -1,0 +1,79 @@
+/*
+ * internal.h: what the files of the configuration loader share (load.c: the file into a struct
+ * relay_config, one parse_* per part; setting.c: reading one libconfig setting, and the
+ * "FILE:LINE: what" messages; validate.c: the checks that are not reading, and the pre-scan of
+ * integer literals). Each function returns 0 or a negative errno, having written the message
+ * into ld->err for -EINVAL. Nothing outside conf/ includes it.
+ */
+#ifndef RELAY_CONF_INTERNAL_H
+#define RELAY_CONF_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libconfig.h>
+
+#include "core/config.h"
+
+#define STR_MAX 65535u /* longest string accepted anywhere (an MQTT string's limit) */
+
+struct relay_tpl;
+
+/* Loader state: where errors go and the context ("broker \"edge\": ") they are reported in. */
+struct ld {
+    const char *path; /* the file as given */
+    char *err;
+    size_t errlen;
+    struct relay_config *cfg;
+    char who[128];  /* message prefix naming the broker or route, "" at top level */
+    const char *kp; /* key prefix shown in messages: "", "tls.", "relay.", ... */
+};
+
+/* ---- setting.c: messages ---- */
+const char *cfg_shown(char *buf, size_t cap, const char *s);
+unsigned cfg_line_of(const config_setting_t *s);
+int cfg_fail(struct ld *ld, const config_setting_t *s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int cfg_fail_at(struct ld *ld, unsigned line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int cfg_oom(struct ld *ld);
+int cfg_dup_str(struct ld *ld, const char *s, char **out);
+
+/* ---- setting.c: keys, typed values, files ---- */
+int cfg_check_keys(struct ld *ld, const config_setting_t *g, const char *const *keys);
+int cfg_wrong_type(struct ld *ld, const config_setting_t *s, const char *want);
+int cfg_str_value(struct ld *ld, const config_setting_t *s, const char *shown_name,
+                  const char **out);
+int cfg_get_str(struct ld *ld, const config_setting_t *g, const char *key, const char **out);
+int cfg_get_int(struct ld *ld, const config_setting_t *g, const char *key, int64_t lo, int64_t hi,
+                int64_t dflt, int64_t *out);
+int cfg_get_bool(struct ld *ld, const config_setting_t *g, const char *key, bool dflt, bool *out);
+int cfg_get_group(struct ld *ld, const config_setting_t *g, const char *key,
+                  const config_setting_t **out);
+int cfg_get_enum(struct ld *ld, const config_setting_t *g, const char *key,
+                 const char *const *choices, const char *hint, int dflt, int *out);
+int cfg_resolve(struct ld *ld, const config_setting_t *s, const char *p, char **out);
+int cfg_get_file(struct ld *ld, const config_setting_t *g, const char *key, char **out);
+int cfg_read_password_file(struct ld *ld, const config_setting_t *s, const char *v,
+                           struct relay_broker_config *b);
+
+/* ---- validate.c: small syntax checks (true when valid) ---- */
+bool cfg_word_chars(const char *s, const char *extra);
+bool cfg_printable(const char *s);
+bool cfg_host_ok(const char *h, size_t n, bool bracketed);
+bool cfg_port_ok(const char *p, size_t n, uint16_t *port);
+bool cfg_split_host_port(const char *s, size_t n, const char **host, size_t *hlen, bool *bracketed,
+                         const char **port, size_t *plen);
+int cfg_parse_url(struct ld *ld, const config_setting_t *s, const char *text, struct relay_url *u);
+
+/* ---- validate.c: across brokers and routes ---- */
+int cfg_check_broker_dups(struct ld *ld, const config_setting_t *g, size_t i);
+int cfg_check_client_ids(struct ld *ld, const config_setting_t *list);
+int cfg_check_route_names(struct ld *ld);
+int cfg_check_loops(struct ld *ld, const struct relay_tpl *tpl);
+
+/* ---- validate.c: the file's text, integer literals pre-scanned ---- */
+int cfg_read_text(struct ld *ld, int fd, char **text);
+
+#endif
