@@ -98,7 +98,7 @@ struct relay_config {
     uint16_t metrics_port;
     uint32_t drain_timeout_ms;      /* default 5000 */
     uint32_t max_hops;              /* default 8 */
-    uint32_t batch_wait_us;         /* read batching under load, see transport_lws.c */
+    uint32_t batch_wait_us;         /* read batching under load, see core/batch.h */
     struct relay_broker_config *brokers;
     size_t n_brokers;
     struct relay_route_config *routes;

@@ -1,5 +1,5 @@
 /*
- * bench_spool: throughput of the store-and-forward spool (relay/spool.c) on this machine.
+ * bench_spool: throughput of the store-and-forward spool (relay/store/) on this machine.
  *
  *   bench_spool [DIR [N64 [N1K]]]     defaults /tmp, 500000 and 200000 messages
  *

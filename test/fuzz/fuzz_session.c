@@ -1,6 +1,6 @@
 /*
- * fuzz_session: libFuzzer target for the relay's session state machine (relay/session.c with
- * window.c and log.c), driven in memory as test/unit/test_session.c drives it.
+ * fuzz_session: libFuzzer target for the relay's session state machine (relay/session/ with
+ * relay/util/), driven in memory as test/unit/test_session.c drives it.
  *
  * Input: 5 configuration bytes, then a script of operations, one byte each (op = byte % 16),
  * some followed by argument bytes:

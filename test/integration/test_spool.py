@@ -18,7 +18,7 @@ stopped, so dst queues for it whatever the relay delivers, whenever dst comes ba
 (2) The journal truncated at random offsets. 3,000 messages are spooled with dst down (the
     spool metrics checked against the files: messages equals what is held, bytes equals the
     segment files' sizes, oldest age grows, fsyncs between 1 and the number of messages), the
-    relay SIGKILLed, the segment files parsed here (the record layout in relay/spool.c), and for
+    relay SIGKILLed, the segment files parsed here (the record layout in relay/store/spool.c), and for
     several cuts of the LAST segment (inside a header, inside a payload, on a record boundary,
     at 0, and uniformly random ones; seed printed, SPOOL_TEST_SEED to repeat) a copy of the
     directory is truncated and a relay started on it. What is guaranteed: every record that
@@ -166,7 +166,7 @@ def pad(prefix, size):
 
 
 # ----------------------------------------------------------------------------------------------
-# the journal's files (layout: relay/spool.c)
+# the journal's files (layout: relay/store/spool.c)
 
 REC = struct.Struct("<IIIIQQIIIIIBBH")  # 56 bytes
 REC_MAGIC = 0x4D515253
