@@ -283,6 +283,26 @@ static int parse_auth(struct ld *ld, const config_setting_t *g, struct relay_bro
     return 0;
 }
 
+/* bridge_bit = "auto" | true | false (MQTT 3.1/3.1.1; Mosquitto's try_private). */
+static int parse_bridge_bit(struct ld *ld, const config_setting_t *g,
+                            struct relay_broker_config *b)
+{
+    const config_setting_t *s = config_setting_get_member(g, "bridge_bit");
+    const char *v;
+
+    b->bridge_bit = RELAY_BRIDGE_AUTO;
+    if (!s)
+        return 0;
+    if (config_setting_type(s) == CONFIG_TYPE_BOOL) {
+        b->bridge_bit = config_setting_get_bool(s) ? RELAY_BRIDGE_ON : RELAY_BRIDGE_OFF;
+        return 0;
+    }
+    v = config_setting_type(s) == CONFIG_TYPE_STRING ? config_setting_get_string(s) : NULL;
+    if (v && !strcmp(v, "auto"))
+        return 0;
+    return cfg_fail(ld, s, "bridge_bit must be \"auto\", true or false");
+}
+
 static int parse_broker(struct ld *ld, const config_setting_t *g, size_t idx,
                         struct relay_broker_config *b)
 {
@@ -291,7 +311,7 @@ static int parse_broker(struct ld *ld, const config_setting_t *g, size_t idx,
         "name", "url", "version", "client_id", "username", "password", "password_file",
         "keepalive", "clean_start", "session_expiry", "connections", "receive_maximum",
         "max_inflight", "max_packet_size", "rate_limit", "spool", "reconnect", "status_topic",
-        "tls", "ack_timeout", NULL};
+        "tls", "ack_timeout", "bridge_bit", NULL};
     /* clang-format on */
     static const char *const versions[] = {"3.1", "3.1.1", "5", NULL};
     static const uint8_t version_of[] = {MQC_V31, MQC_V311, MQC_V5};
@@ -341,6 +361,8 @@ static int parse_broker(struct ld *ld, const config_setting_t *g, size_t idx,
     if ((rc = cfg_get_int(ld, g, "ack_timeout", 1000, 600000, 20000, &n)) < 0)
         return rc;
     b->ack_timeout_ms = (uint32_t)n;
+    if ((rc = parse_bridge_bit(ld, g, b)) < 0)
+        return rc;
 
     if ((rc = cfg_get_str(ld, g, "status_topic", &v)) < 0)
         return rc;

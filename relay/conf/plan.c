@@ -134,6 +134,15 @@ static void print_broker(const struct relay_broker_config *b, FILE *out)
                 b->clean_start ? "true" : "false", b->session_expiry);
     else
         fprintf(out, "  session:         clean session %s\n", b->clean_start ? "true" : "false");
+    if (b->version != MQC_V5)
+        fprintf(out, "  bridge_bit:      %s\n",
+                b->bridge_bit == RELAY_BRIDGE_ON
+                    ? "true (always set; a broker that refuses it is retried with backoff)"
+                : b->bridge_bit == RELAY_BRIDGE_OFF
+                    ? "false (never set: loops are stopped by the configuration check alone)"
+                    : "auto (set; if the broker refuses it, the relay connects without it from "
+                      "then on and\n                   loops are stopped by the configuration "
+                      "check alone)");
     fprintf(out, "  receive_maximum: %u\n", (unsigned)b->receive_maximum);
     if (b->max_inflight)
         fprintf(out, "  max_inflight:    %u%s\n", (unsigned)b->max_inflight,

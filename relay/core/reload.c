@@ -83,6 +83,7 @@ static bool link_settings_changed(const struct relay_broker_config *a,
         !a->password != !b->password)
         return true;
     if (a->keepalive != b->keepalive || a->clean_start != b->clean_start ||
+        a->bridge_bit != b->bridge_bit ||
         a->session_expiry != b->session_expiry || a->max_packet_size != b->max_packet_size ||
         !str_eq(a->status_topic, b->status_topic))
         return true;

@@ -668,6 +668,24 @@ static void bridge_bit_refused_then_never_again(void **st)
     assert_false(open_link(e, b0).bridge);
     assert_int_equal(b0->stats.reconnects, 0);
     env_free(e);
+
+    /* bridge_bit = true insists: a refusal is a failure (backoff), the bit stays */
+    e = env_new(TWO_BROKERS("bridge_bit = true;", "{ from = \"a\"; to = \"b\"; "
+                                                  "filter = \"s/#\"; }"));
+    b0 = conn(e, 1, 0);
+    assert_true(open_link(e, b0).bridge);
+    fake_drop(&e->io, b0, "connection closed by server");
+    assert_true(e->io.wake > e->io.now);
+    e->io.now = e->io.wake;
+    relay_core_tick(e->r, e->io.now);
+    assert_true(open_link(e, b0).bridge);
+    env_free(e);
+
+    /* bridge_bit = false never sets it */
+    e = env_new(TWO_BROKERS("bridge_bit = false;", "{ from = \"a\"; to = \"b\"; "
+                                                   "filter = \"s/#\"; }"));
+    assert_false(open_link(e, conn(e, 1, 0)).bridge);
+    env_free(e);
 }
 
 int main(void)
