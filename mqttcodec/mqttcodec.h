@@ -73,6 +73,11 @@ const char *mqc_strerror(int err);
  * invalid), 0x84 for an unsupported protocol name/level, 0x80 otherwise. */
 uint8_t mqc_reason_code(int err);
 
+/* The MQTT 5 name of a reason code >= 0x80 as the spec writes it, in lower case ("quota
+ * exceeded", "message rate too high", ...; MQTT 5.0 §2.4), or NULL for a code it does not name.
+ * 0x00..0x7F are successes whose name depends on the packet: not named here. */
+const char *mqc_reason_name(uint8_t code);
+
 /* ---- packet types ---------------------------------------------------------------------- */
 enum mqc_type {
     MQC_CONNECT = 1,

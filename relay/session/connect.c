@@ -76,31 +76,10 @@ int sess_on_connack(struct relay_session *s, const struct mqc_connack *ca, uint6
          * is refused (ejabberd, Aedes); the owner decides whether to try again without it */
         if (relay_session_bridge_on(s) && ca->code == 1)
             s->end = RELAY_END_BRIDGE_REFUSED;
-        if (v5) {
-            switch (ca->code) {
-            case 0x80: text = "unspecified error"; break;
-            case 0x81: text = "malformed packet"; break;
-            case 0x82: text = "protocol error"; break;
-            case 0x84: text = "unsupported protocol version"; break;
-            case 0x85: text = "client identifier not valid"; break;
-            case 0x86: text = "bad user name or password"; break;
-            case 0x87: text = "not authorized"; break;
-            case 0x88: text = "server unavailable"; break;
-            case 0x89: text = "server busy"; break;
-            case 0x8A: text = "banned"; break;
-            case 0x8C: text = "bad authentication method"; break;
-            case 0x90: text = "topic name invalid"; break;
-            case 0x95: text = "packet too large"; break;
-            case 0x97: text = "quota exceeded"; break;
-            case 0x99: text = "payload format invalid"; break;
-            case 0x9A: text = "retain not supported"; break;
-            case 0x9B: text = "QoS not supported"; break;
-            case 0x9C: text = "use another server"; break;
-            case 0x9D: text = "server moved"; break;
-            case 0x9F: text = "connection rate exceeded"; break;
-            default: text = "refused"; break;
-            }
-        }
+        if (v5)
+            text = mqc_reason_name(ca->code);
+        if (!text)
+            text = "refused";
         sess_set_why(s, "connection refused (%s, code 0x%02X)", text, ca->code);
         return -ECONNREFUSED;
     }

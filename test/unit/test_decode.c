@@ -817,6 +817,24 @@ static void error_strings(void **state)
     assert_string_equal(mqc_strerror(2), "unknown error");
 }
 
+/* MQTT 5.0 §2.4: every reason code from 0x80 to 0xA2 has a name; successes and undefined codes
+ * do not. */
+static void reason_names(void **state)
+{
+    (void)state;
+    assert_string_equal(mqc_reason_name(0x96), "message rate too high");
+    assert_string_equal(mqc_reason_name(0x97), "quota exceeded");
+    assert_string_equal(mqc_reason_name(0x83), "implementation specific error");
+    assert_string_equal(mqc_reason_name(0x8E), "session taken over");
+    assert_string_equal(mqc_reason_name(0xA2), "wildcard subscriptions not supported");
+    for (int c = 0x80; c <= 0xA2; c++)
+        assert_non_null(mqc_reason_name((uint8_t)c));
+    assert_null(mqc_reason_name(0x00));
+    assert_null(mqc_reason_name(0x10));
+    assert_null(mqc_reason_name(0xA3));
+    assert_null(mqc_reason_name(0xFF));
+}
+
 /* mqttcodec.h: 0x81 for framing/encoding errors, 0x82 for protocol violations, 0x95, 0x90,
  * 0x8F, 0x84 as listed; STYLE.md §3 EMALFORMED/EUTF8 -> 0x81, EPROTOCOL -> 0x82. */
 static void reason_codes(void **state)
@@ -864,6 +882,7 @@ int main(void)
         cmocka_unit_test(subscribe_walk),     cmocka_unit_test(reason_forms),
         cmocka_unit_test(reason_code_tables), cmocka_unit_test(decode_publish_other_type),
         cmocka_unit_test(error_strings),      cmocka_unit_test(reason_codes),
+        cmocka_unit_test(reason_names),
         cmocka_unit_test(type_names),
     };
     int failed = mqt_run_table("decode cases", cases, sizeof cases / sizeof cases[0],
