@@ -29,7 +29,8 @@ extern "C" {
 #define MQC_V31 3  /* MQTT 3.1, protocol name "MQIsdp" */
 #define MQC_V311 4 /* MQTT 3.1.1, protocol name "MQTT" */
 #define MQC_V5 5   /* MQTT 5.0, protocol name "MQTT" */
-#define MQC_BRIDGE_BIT 0x80 /* OR-ed into the protocol level by bridges (Mosquitto's "try_private") */
+/* OR-ed into the protocol level by bridges (Mosquitto's "try_private") */
+#define MQC_BRIDGE_BIT 0x80
 
 #define MQC_MAX_REMAINING 268435455u /* largest Remaining Length a 4-byte varint holds */
 #define MQC_MAX_VARINT 268435455u
@@ -141,34 +142,34 @@ int mqc_frame_check(const uint8_t *buf, size_t len, uint32_t max_packet, struct 
 
 /* ---- §2.2.2 properties (MQTT 5) ------------------------------------------------------- */
 enum mqc_prop_id {
-    MQC_PROP_PAYLOAD_FORMAT = 0x01,          /* byte  : PUBLISH, Will */
-    MQC_PROP_MESSAGE_EXPIRY = 0x02,          /* u32   : PUBLISH, Will */
-    MQC_PROP_CONTENT_TYPE = 0x03,            /* utf8  : PUBLISH, Will */
-    MQC_PROP_RESPONSE_TOPIC = 0x08,          /* utf8  : PUBLISH, Will */
-    MQC_PROP_CORRELATION_DATA = 0x09,        /* bin   : PUBLISH, Will */
-    MQC_PROP_SUBSCRIPTION_ID = 0x0B,         /* varint: PUBLISH (may repeat), SUBSCRIBE */
-    MQC_PROP_SESSION_EXPIRY = 0x11,          /* u32   : CONNECT, CONNACK, DISCONNECT */
-    MQC_PROP_ASSIGNED_CLIENT_ID = 0x12,      /* utf8  : CONNACK */
-    MQC_PROP_SERVER_KEEP_ALIVE = 0x13,       /* u16   : CONNACK */
-    MQC_PROP_AUTH_METHOD = 0x15,             /* utf8  : CONNECT, CONNACK, AUTH */
-    MQC_PROP_AUTH_DATA = 0x16,               /* bin   : CONNECT, CONNACK, AUTH */
-    MQC_PROP_REQUEST_PROBLEM_INFO = 0x17,    /* byte  : CONNECT */
-    MQC_PROP_WILL_DELAY = 0x18,              /* u32   : Will */
-    MQC_PROP_REQUEST_RESPONSE_INFO = 0x19,   /* byte  : CONNECT */
-    MQC_PROP_RESPONSE_INFO = 0x1A,           /* utf8  : CONNACK */
-    MQC_PROP_SERVER_REFERENCE = 0x1C,        /* utf8  : CONNACK, DISCONNECT */
-    MQC_PROP_REASON_STRING = 0x1F,           /* utf8  : CONNACK, PUBACK..PUBCOMP, SUBACK,
-                                                        UNSUBACK, DISCONNECT, AUTH */
-    MQC_PROP_RECEIVE_MAXIMUM = 0x21,         /* u16   : CONNECT, CONNACK */
-    MQC_PROP_TOPIC_ALIAS_MAXIMUM = 0x22,     /* u16   : CONNECT, CONNACK */
-    MQC_PROP_TOPIC_ALIAS = 0x23,             /* u16   : PUBLISH */
-    MQC_PROP_MAXIMUM_QOS = 0x24,             /* byte  : CONNACK */
-    MQC_PROP_RETAIN_AVAILABLE = 0x25,        /* byte  : CONNACK */
-    MQC_PROP_USER = 0x26,                    /* pair  : all but PINGREQ/PINGRESP; may repeat */
-    MQC_PROP_MAXIMUM_PACKET_SIZE = 0x27,     /* u32   : CONNECT, CONNACK */
-    MQC_PROP_WILDCARD_SUB_AVAILABLE = 0x28,  /* byte  : CONNACK */
-    MQC_PROP_SUB_ID_AVAILABLE = 0x29,        /* byte  : CONNACK */
-    MQC_PROP_SHARED_SUB_AVAILABLE = 0x2A,    /* byte  : CONNACK */
+    MQC_PROP_PAYLOAD_FORMAT = 0x01,         /* byte  : PUBLISH, Will */
+    MQC_PROP_MESSAGE_EXPIRY = 0x02,         /* u32   : PUBLISH, Will */
+    MQC_PROP_CONTENT_TYPE = 0x03,           /* utf8  : PUBLISH, Will */
+    MQC_PROP_RESPONSE_TOPIC = 0x08,         /* utf8  : PUBLISH, Will */
+    MQC_PROP_CORRELATION_DATA = 0x09,       /* bin   : PUBLISH, Will */
+    MQC_PROP_SUBSCRIPTION_ID = 0x0B,        /* varint: PUBLISH (may repeat), SUBSCRIBE */
+    MQC_PROP_SESSION_EXPIRY = 0x11,         /* u32   : CONNECT, CONNACK, DISCONNECT */
+    MQC_PROP_ASSIGNED_CLIENT_ID = 0x12,     /* utf8  : CONNACK */
+    MQC_PROP_SERVER_KEEP_ALIVE = 0x13,      /* u16   : CONNACK */
+    MQC_PROP_AUTH_METHOD = 0x15,            /* utf8  : CONNECT, CONNACK, AUTH */
+    MQC_PROP_AUTH_DATA = 0x16,              /* bin   : CONNECT, CONNACK, AUTH */
+    MQC_PROP_REQUEST_PROBLEM_INFO = 0x17,   /* byte  : CONNECT */
+    MQC_PROP_WILL_DELAY = 0x18,             /* u32   : Will */
+    MQC_PROP_REQUEST_RESPONSE_INFO = 0x19,  /* byte  : CONNECT */
+    MQC_PROP_RESPONSE_INFO = 0x1A,          /* utf8  : CONNACK */
+    MQC_PROP_SERVER_REFERENCE = 0x1C,       /* utf8  : CONNACK, DISCONNECT */
+    MQC_PROP_REASON_STRING = 0x1F,          /* utf8  : CONNACK, PUBACK..PUBCOMP, SUBACK,
+                                                       UNSUBACK, DISCONNECT, AUTH */
+    MQC_PROP_RECEIVE_MAXIMUM = 0x21,        /* u16   : CONNECT, CONNACK */
+    MQC_PROP_TOPIC_ALIAS_MAXIMUM = 0x22,    /* u16   : CONNECT, CONNACK */
+    MQC_PROP_TOPIC_ALIAS = 0x23,            /* u16   : PUBLISH */
+    MQC_PROP_MAXIMUM_QOS = 0x24,            /* byte  : CONNACK */
+    MQC_PROP_RETAIN_AVAILABLE = 0x25,       /* byte  : CONNACK */
+    MQC_PROP_USER = 0x26,                   /* pair  : all but PINGREQ/PINGRESP; may repeat */
+    MQC_PROP_MAXIMUM_PACKET_SIZE = 0x27,    /* u32   : CONNECT, CONNACK */
+    MQC_PROP_WILDCARD_SUB_AVAILABLE = 0x28, /* byte  : CONNACK */
+    MQC_PROP_SUB_ID_AVAILABLE = 0x29,       /* byte  : CONNACK */
+    MQC_PROP_SHARED_SUB_AVAILABLE = 0x2A,   /* byte  : CONNACK */
 };
 
 enum mqc_prop_type {
@@ -260,9 +261,9 @@ int mqc_topic_share_parse(const uint8_t *s, size_t len, struct mqc_share *out);
 /* ---- §3 control packets ---------------------------------------------------------------- */
 
 struct mqc_connect {
-    uint8_t version;   /* MQC_V31, MQC_V311 or MQC_V5 */
-    bool bridge;       /* protocol level has MQC_BRIDGE_BIT */
-    bool clean_start;  /* Clean Session (3.x) / Clean Start (5) */
+    uint8_t version;  /* MQC_V31, MQC_V311 or MQC_V5 */
+    bool bridge;      /* protocol level has MQC_BRIDGE_BIT */
+    bool clean_start; /* Clean Session (3.x) / Clean Start (5) */
     uint16_t keepalive;
     struct mqc_props props;
     struct mqc_bytes client_id;
@@ -362,12 +363,12 @@ struct mqc_packet {
         struct mqc_connect connect;
         struct mqc_connack connack;
         struct mqc_publish publish;
-        struct mqc_ack ack;               /* PUBACK, PUBREC, PUBREL, PUBCOMP */
+        struct mqc_ack ack; /* PUBACK, PUBREC, PUBREL, PUBCOMP */
         struct mqc_subscribe subscribe;
-        struct mqc_suback suback;         /* SUBACK, UNSUBACK */
+        struct mqc_suback suback; /* SUBACK, UNSUBACK */
         struct mqc_unsubscribe unsubscribe;
-        struct mqc_reason reason;         /* DISCONNECT, AUTH */
-    } u;                                  /* PINGREQ, PINGRESP: nothing */
+        struct mqc_reason reason; /* DISCONNECT, AUTH */
+    } u;                          /* PINGREQ, PINGRESP: nothing */
 };
 
 /* Decodes one whole packet buf[0 .. len) (len is exactly the frame's total, as found by
@@ -402,8 +403,8 @@ int mqc_encode_publish(const struct mqc_publish *p, uint8_t version, uint8_t *ou
 
 /* PUBACK/PUBREC/PUBREL/PUBCOMP fast path: type is MQC_PUBACK..MQC_PUBCOMP. At most 4 bytes when
  * code is 0 and props are empty (2 bytes of header, 2 of packet id). */
-int mqc_encode_ack(uint8_t type, const struct mqc_ack *a, uint8_t version, uint8_t *out,
-                   size_t cap, size_t *written);
+int mqc_encode_ack(uint8_t type, const struct mqc_ack *a, uint8_t version, uint8_t *out, size_t cap,
+                   size_t *written);
 
 #ifdef __cplusplus
 }

@@ -68,8 +68,7 @@ static void do_reload(struct relay *r, struct relay_transport *t, struct relay_l
     relay_log(log, RELAY_LOG_INFO, NULL, "SIGHUP: reloading %s", (*cfg)->path);
     rc = relay_config_load((*cfg)->path, ncfg, err, sizeof(err));
     if (rc) {
-        relay_log(log, RELAY_LOG_ERROR, NULL, "reload: %s; keeping the running configuration",
-                  err);
+        relay_log(log, RELAY_LOG_ERROR, NULL, "reload: %s; keeping the running configuration", err);
         free(ncfg);
         return;
     }
@@ -77,8 +76,8 @@ static void do_reload(struct relay *r, struct relay_transport *t, struct relay_l
     rc = relay_reload(r, ncfg, relay_now_ms(), err, sizeof(err));
     if (rc) {
         relay_log(log, RELAY_LOG_ERROR, NULL,
-                  "reload: %s: %s needs a restart; keeping the running configuration",
-                  (*cfg)->path, err);
+                  "reload: %s: %s needs a restart; keeping the running configuration", (*cfg)->path,
+                  err);
         relay_config_cleanup(ncfg);
         free(ncfg);
     } else {
@@ -127,8 +126,9 @@ static int run(struct relay_config **cfgp)
         return rc == -EINVAL ? 1 : 2;
     }
     relay_transport_set_core(t, r);
-    relay_log(&log, RELAY_LOG_INFO, NULL, "mqtt-relay %s starting as \"%s\": %zu brokers, %zu routes",
-              RELAY_VERSION_STRING, cfg->id, cfg->n_brokers, cfg->n_routes);
+    relay_log(&log, RELAY_LOG_INFO, NULL,
+              "mqtt-relay %s starting as \"%s\": %zu brokers, %zu routes", RELAY_VERSION_STRING,
+              cfg->id, cfg->n_brokers, cfg->n_routes);
     relay_start(r, relay_now_ms());
     /* systemd (notify.c): configured and connecting; watchdog pings at half WatchdogSec */
     relay_notify("READY=1");

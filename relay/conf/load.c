@@ -284,8 +284,7 @@ static int parse_auth(struct ld *ld, const config_setting_t *g, struct relay_bro
 }
 
 /* bridge_bit = "auto" | true | false (MQTT 3.1/3.1.1; Mosquitto's try_private). */
-static int parse_bridge_bit(struct ld *ld, const config_setting_t *g,
-                            struct relay_broker_config *b)
+static int parse_bridge_bit(struct ld *ld, const config_setting_t *g, struct relay_broker_config *b)
 {
     const config_setting_t *s = config_setting_get_member(g, "bridge_bit");
     const char *v;

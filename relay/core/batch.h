@@ -33,8 +33,8 @@
 #define RELAY_BATCH_MIN_PACKETS 4u    /* fewer in a round is light load: no wait */
 
 struct relay_batch {
-    uint32_t max_us; /* relay.batch_wait_us: the longest wait; 0 = off */
-    bool contended;  /* the relay waited for a CPU in the last sample period */
+    uint32_t max_us;          /* relay.batch_wait_us: the longest wait; 0 = off */
+    bool contended;           /* the relay waited for a CPU in the last sample period */
     uint64_t run_ns, wait_ns; /* the previous sample (cumulative), 0 = none yet */
 };
 

@@ -9,8 +9,9 @@
 
 #include "core/internal.h"
 
-int relay_broker_init(struct relay *r, struct relay_broker *b, const struct relay_broker_config *cfg,
-                      uint32_t index, char *err, size_t errlen)
+int relay_broker_init(struct relay *r, struct relay_broker *b,
+                      const struct relay_broker_config *cfg, uint32_t index, char *err,
+                      size_t errlen)
 {
     memset(b, 0, sizeof(*b));
     b->cfg = cfg;

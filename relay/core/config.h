@@ -18,15 +18,15 @@ enum relay_scheme { RELAY_MQTT = 0, RELAY_MQTTS, RELAY_WS, RELAY_WSS };
 
 struct relay_url {
     enum relay_scheme scheme;
-    char *text; /* the URL as written */
-    char *host; /* without brackets for IPv6 literals */
+    char *text;    /* the URL as written */
+    char *host;    /* without brackets for IPv6 literals */
     uint16_t port; /* default 1883, 8883, 80, 443 by scheme */
     char *path;    /* ws/wss: from the URL, default "/mqtt"; NULL for mqtt/mqtts */
 };
 
 struct relay_tls_config {
-    char *ca_file;     /* resolved path, NULL = system store */
-    char *cert_file;   /* NULL = no client certificate */
+    char *ca_file;   /* resolved path, NULL = system store */
+    char *cert_file; /* NULL = no client certificate */
     char *key_file;
     bool verify;       /* default true */
     char *server_name; /* NULL = the URL host */
@@ -46,11 +46,12 @@ struct relay_broker_config {
     int line; /* where the broker's group starts in the file */
     struct relay_url *urls;
     size_t n_urls;
-    uint8_t version;   /* MQC_V31, MQC_V311, MQC_V5; default MQC_V5 */
+    uint8_t version;                   /* MQC_V31, MQC_V311, MQC_V5; default MQC_V5 */
     enum relay_bridge_mode bridge_bit; /* 3.x only; default auto */
-    char *client_id;   /* base id: default "<relay.id>-<name>"; "-<i>" appended when connections > 1 */
-    char *username;    /* NULL = none */
-    char *password;    /* NULL = none; from password or password_file */
+    char
+        *client_id; /* base id: default "<relay.id>-<name>"; "-<i>" appended when connections > 1 */
+    char *username; /* NULL = none */
+    char *password; /* NULL = none; from password or password_file */
     size_t password_len;
     uint16_t keepalive;       /* seconds, default 60 */
     bool clean_start;         /* default false */
@@ -77,28 +78,28 @@ enum relay_props_mode { RELAY_PROPS_FORWARD = 0, RELAY_PROPS_DROP };
 struct relay_route_config {
     char *name; /* default "<from>-><to>#<index>" */
     int line;
-    size_t from;   /* index into brokers */
-    size_t to;     /* index into brokers */
-    char *filter;  /* as written: never a "$share/" form */
-    char *share;   /* NULL = not shared */
-    bool ordered;  /* "$oshare/" instead of "$share/" */
-    uint8_t qos;   /* subscription QoS, default 1 */
-    char *topic;   /* template, default "${topic}" */
-    int out_qos;   /* -1 = "same", else 0..2 */
+    size_t from;  /* index into brokers */
+    size_t to;    /* index into brokers */
+    char *filter; /* as written: never a "$share/" form */
+    char *share;  /* NULL = not shared */
+    bool ordered; /* "$oshare/" instead of "$share/" */
+    uint8_t qos;  /* subscription QoS, default 1 */
+    char *topic;  /* template, default "${topic}" */
+    int out_qos;  /* -1 = "same", else 0..2 */
     enum relay_retain_mode retain;
     enum relay_props_mode properties;
 };
 
 struct relay_config {
-    char *path;    /* the file as given */
-    char *dir;     /* its directory: relative paths are resolved against it */
-    char *id;      /* default: the host name */
+    char *path;                     /* the file as given */
+    char *dir;                      /* its directory: relative paths are resolved against it */
+    char *id;                       /* default: the host name */
     enum relay_log_level log_level; /* default info */
     char *metrics_host;             /* NULL = no metrics listener */
     uint16_t metrics_port;
-    uint32_t drain_timeout_ms;      /* default 5000 */
-    uint32_t max_hops;              /* default 8 */
-    uint32_t batch_wait_us;         /* read batching under load, see core/batch.h */
+    uint32_t drain_timeout_ms; /* default 5000 */
+    uint32_t max_hops;         /* default 8 */
+    uint32_t batch_wait_us;    /* read batching under load, see core/batch.h */
     struct relay_broker_config *brokers;
     size_t n_brokers;
     struct relay_route_config *routes;

@@ -143,9 +143,9 @@ void relay_conn_fill_scfg(struct relay_conn *c)
 
     c->scfg = (struct relay_session_cfg){
         .version = bc->version,
-        .try_bridge = bc->version != MQC_V5 &&
-                      (bc->bridge_bit == RELAY_BRIDGE_ON ||
-                       (bc->bridge_bit == RELAY_BRIDGE_AUTO && !c->b->bridge_off)),
+        .try_bridge =
+            bc->version != MQC_V5 && (bc->bridge_bit == RELAY_BRIDGE_ON ||
+                                      (bc->bridge_bit == RELAY_BRIDGE_AUTO && !c->b->bridge_off)),
         .client_id = c->client_id,
         .username = bc->username,
         .password = bc->password,
@@ -243,8 +243,8 @@ static void retry_later(struct relay_conn *c, const char *why, uint64_t now_ms)
         delay = jittered(c);
     }
     if (delay && c->backoff_ms < bc->reconnect_max_ms)
-        c->backoff_ms = c->backoff_ms > bc->reconnect_max_ms / 2u ? bc->reconnect_max_ms
-                                                                  : c->backoff_ms * 2u;
+        c->backoff_ms =
+            c->backoff_ms > bc->reconnect_max_ms / 2u ? bc->reconnect_max_ms : c->backoff_ms * 2u;
     c->failures++;
     c->up_since = 0;
     c->st = RELAY_CONN_WAIT;

@@ -26,8 +26,8 @@ uint32_t relay_route_key(const struct relay_route *rt)
     return relay_hash(rt->cfg->name, strlen(rt->cfg->name));
 }
 
-void relay_route_drop(struct relay *r, struct relay_route *rt, enum relay_drop why,
-                      uint64_t now_ms, const struct mqc_publish *p)
+void relay_route_drop(struct relay *r, struct relay_route *rt, enum relay_drop why, uint64_t now_ms,
+                      const struct mqc_publish *p)
 {
     rt->stats.dropped[why]++;
     if (why == RELAY_DROP_LOOP)
@@ -73,7 +73,8 @@ static int forward_one(struct arrival *a, struct relay_route *rt)
     rc = relay_map(&rule, p, a->src->b->cfg->version == MQC_V5, dcfg->version == MQC_V5, a->path,
                    r->cfg->id, r->scratch, r->scratch_cap, &o);
     if (rc) {
-        relay_route_drop(r, rt, rc == -EINVAL ? RELAY_DROP_BAD_TOPIC : RELAY_DROP_TOO_LARGE, a->now_ms, p);
+        relay_route_drop(r, rt, rc == -EINVAL ? RELAY_DROP_BAD_TOPIC : RELAY_DROP_TOO_LARGE,
+                         a->now_ms, p);
         return 0;
     }
     if (o.props_lost && !rt->stats.props_lost_logged) {

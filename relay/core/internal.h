@@ -120,7 +120,7 @@ struct relay_feed {
     struct {
         uint32_t key;
         uint32_t index;
-    } *to_keys;
+    } * to_keys;
     size_t n_to_keys;
 };
 
@@ -130,14 +130,14 @@ struct relay_broker {
     uint32_t index;
     struct relay_conn *conns;
     uint32_t n_conns;
-    uint32_t n_over;             /* connections whose window is over the high mark */
-    struct relay_route **from;   /* routes reading from this broker */
+    uint32_t n_over;           /* connections whose window is over the high mark */
+    struct relay_route **from; /* routes reading from this broker */
     size_t n_from;
     struct relay_broker **feeds; /* brokers this one's routes write to (distinct) */
     size_t n_feeds;
-    struct relay_tree *tree;     /* the routes in from, by filter */
-    bool bridge_off;             /* bridge_bit "auto": the broker refused the bit; for good */
-    struct relay_feed feed;      /* store and forward */
+    struct relay_tree *tree; /* the routes in from, by filter */
+    bool bridge_off;         /* bridge_bit "auto": the broker refused the bit; for good */
+    struct relay_feed feed;  /* store and forward */
 };
 
 struct relay_stats {
@@ -193,8 +193,9 @@ int relay_index_conns(struct relay *r);
 /* The one constructor of a broker, for start-up and reload alike: its pool of connections (not
  * yet initialised: relay_broker_init_conns() does it once the routes are linked) and its spool.
  * 0, or -errno with err. */
-int relay_broker_init(struct relay *r, struct relay_broker *b, const struct relay_broker_config *cfg,
-                      uint32_t index, char *err, size_t errlen);
+int relay_broker_init(struct relay *r, struct relay_broker *b,
+                      const struct relay_broker_config *cfg, uint32_t index, char *err,
+                      size_t errlen);
 /* Each connection's session and subscriptions. 0 or -ENOMEM. */
 int relay_broker_init_conns(struct relay_broker *b);
 void relay_broker_cleanup(struct relay_broker *b, uint64_t now_ms);
@@ -247,8 +248,8 @@ int relay_forward(struct relay_session *s, const struct mqc_publish *p, struct r
 void relay_forward_done(struct relay_session *s, struct relay_msg *m, int drop, uint64_t now_ms);
 /* A message route rt did not forward: counted by reason, and logged (rate-limited) unless the
  * loop guard dropped it. */
-void relay_route_drop(struct relay *r, struct relay_route *rt, enum relay_drop why,
-                      uint64_t now_ms, const struct mqc_publish *p);
+void relay_route_drop(struct relay *r, struct relay_route *rt, enum relay_drop why, uint64_t now_ms,
+                      const struct mqc_publish *p);
 /* A route's identity in spooled records: a hash of its name (stable across reloads and
  * restarts as long as the name is). */
 uint32_t relay_route_key(const struct relay_route *rt);

@@ -71,13 +71,34 @@ static void route_counter(FILE *f, const struct relay *r, const char *name, cons
 
 typedef double (*conn_value)(const struct relay_conn *c);
 
-static double v_inflight(const struct relay_conn *c) { return relay_session_unacked(c->s); }
-static double v_queued(const struct relay_conn *c) { return (double)relay_session_queued_bytes(c->s); }
-static double v_up(const struct relay_conn *c) { return relay_conn_up(c) ? 1 : 0; }
-static double v_reconnects(const struct relay_conn *c) { return (double)c->stats.reconnects; }
-static double v_sent(const struct relay_conn *c) { return (double)c->stats.bytes_sent; }
-static double v_received(const struct relay_conn *c) { return (double)c->stats.bytes_received; }
-static double v_paused(const struct relay_conn *c) { return c->rx_paused ? 1 : 0; }
+static double v_inflight(const struct relay_conn *c)
+{
+    return relay_session_unacked(c->s);
+}
+static double v_queued(const struct relay_conn *c)
+{
+    return (double)relay_session_queued_bytes(c->s);
+}
+static double v_up(const struct relay_conn *c)
+{
+    return relay_conn_up(c) ? 1 : 0;
+}
+static double v_reconnects(const struct relay_conn *c)
+{
+    return (double)c->stats.reconnects;
+}
+static double v_sent(const struct relay_conn *c)
+{
+    return (double)c->stats.bytes_sent;
+}
+static double v_received(const struct relay_conn *c)
+{
+    return (double)c->stats.bytes_received;
+}
+static double v_paused(const struct relay_conn *c)
+{
+    return c->rx_paused ? 1 : 0;
+}
 
 static void conn_metric(FILE *f, const struct relay *r, const char *name, const char *type,
                         const char *help, conn_value v)
@@ -85,8 +106,8 @@ static void conn_metric(FILE *f, const struct relay *r, const char *name, const 
     head(f, name, type, help);
     for (size_t i = 0; i < r->n_brokers; i++)
         for (uint32_t j = 0; j < r->brokers[i].n_conns; j++)
-            fprintf(f, "%s{broker=\"%s\",conn=\"%u\"} %.17g\n", name, r->brokers[i].cfg->name,
-                    j, v(&r->brokers[i].conns[j]));
+            fprintf(f, "%s{broker=\"%s\",conn=\"%u\"} %.17g\n", name, r->brokers[i].cfg->name, j,
+                    v(&r->brokers[i].conns[j]));
 }
 
 static void spool_metrics(FILE *f, const struct relay *r, uint64_t now)
@@ -115,8 +136,9 @@ static void spool_metrics(FILE *f, const struct relay *r, uint64_t now)
             relay_spool_stats(r->brokers[i].feed.spool, &st);
             v = k == 0   ? (double)st.bytes
                 : k == 1 ? (double)st.messages
-                : k == 2 ? (st.oldest_ms && now > st.oldest_ms ? (double)(now - st.oldest_ms) / 1000.0
-                                                                : 0.0)
+                : k == 2
+                    ? (st.oldest_ms && now > st.oldest_ms ? (double)(now - st.oldest_ms) / 1000.0
+                                                          : 0.0)
                 : k == 3 ? (double)st.fsyncs
                          : (double)st.write_errors;
             fprintf(f, "%s{broker=\"%s\"} %.17g\n", m[k].name, r->brokers[i].cfg->name, v);
@@ -157,14 +179,14 @@ int relay_metrics_render(const struct relay *r, uint64_t now_ms, char **body, si
                 "Links lost after being established.", v_reconnects);
     conn_metric(f, r, "mqtt_relay_bytes_sent_total", "counter", "Bytes written to the broker.",
                 v_sent);
-    conn_metric(f, r, "mqtt_relay_bytes_received_total", "counter",
-                "Bytes read from the broker.", v_received);
+    conn_metric(f, r, "mqtt_relay_bytes_received_total", "counter", "Bytes read from the broker.",
+                v_received);
     spool_metrics(f, r, now_ms);
     head(f, "mqtt_relay_read_batch_waits_total", "counter",
          "Times the relay waited for more packets before reading again (relay.batch_wait_us).");
-    fprintf(f, "mqtt_relay_read_batch_waits_total %llu\n", (unsigned long long)r->stats.batch_waits);
-    head(f, "mqtt_relay_read_batch_wait_seconds_total", "counter",
-         "Time spent in those waits.");
+    fprintf(f, "mqtt_relay_read_batch_waits_total %llu\n",
+            (unsigned long long)r->stats.batch_waits);
+    head(f, "mqtt_relay_read_batch_wait_seconds_total", "counter", "Time spent in those waits.");
     fprintf(f, "mqtt_relay_read_batch_wait_seconds_total %.6f\n",
             (double)r->stats.batch_wait_us / 1e6);
     head(f, "mqtt_relay_forward_latency_seconds", "histogram",

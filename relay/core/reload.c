@@ -83,9 +83,8 @@ static bool link_settings_changed(const struct relay_broker_config *a,
         !a->password != !b->password)
         return true;
     if (a->keepalive != b->keepalive || a->clean_start != b->clean_start ||
-        a->bridge_bit != b->bridge_bit ||
-        a->session_expiry != b->session_expiry || a->max_packet_size != b->max_packet_size ||
-        !str_eq(a->status_topic, b->status_topic))
+        a->bridge_bit != b->bridge_bit || a->session_expiry != b->session_expiry ||
+        a->max_packet_size != b->max_packet_size || !str_eq(a->status_topic, b->status_topic))
         return true;
     if (a->has_tls != b->has_tls || !str_eq(a->tls.ca_file, b->tls.ca_file) ||
         !str_eq(a->tls.cert_file, b->tls.cert_file) || !str_eq(a->tls.key_file, b->tls.key_file) ||
@@ -264,8 +263,7 @@ int relay_reload(struct relay *r, const struct relay_config *ncfg, uint64_t now_
     r->n_routes = n_nroutes;
     r->cfg = ncfg;
     r->log->level = ncfg->log_level;
-    if (relay_routes_link(r) != 0 || relay_index_conns(r) != 0 ||
-        relay_scratch_init(r, ncfg) != 0)
+    if (relay_routes_link(r) != 0 || relay_index_conns(r) != 0 || relay_scratch_init(r, ncfg) != 0)
         goto late_nomem;
 
     /* 3. connections: new settings and subscriptions; reconnect where the link settings

@@ -170,7 +170,7 @@ static int probe_bind(const char *host, uint16_t port, char *numeric, size_t num
 }
 
 int io_http_listen(struct relay_transport *t, const struct relay_transport_opts *o, char *err,
-                         size_t errlen)
+                   size_t errlen)
 {
     struct lws_context_creation_info info;
     char addr[INET6_ADDRSTRLEN + 8];

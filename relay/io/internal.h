@@ -39,7 +39,7 @@
 #define WHY_LEN 200
 #define MAX_ADDRS 8
 #define MAX_WAKES 16
-#define RX_BUF (64u * 1024u)    /* lws' read buffer (pt_serv_buf_size) */
+#define RX_BUF (64u * 1024u) /* lws' read buffer (pt_serv_buf_size) */
 
 enum link_state {
     LINK_CONNECTING = 0, /* lws is connecting; nothing told to the core yet */

@@ -177,7 +177,7 @@ static bool link_resolve(struct link *l)
     }
     if (r) {
         io_why_set(l, "cannot resolve \"%s\": %s", l->host,
-                r == EAI_SYSTEM ? strerror(errno) : gai_strerror(r));
+                   r == EAI_SYSTEM ? strerror(errno) : gai_strerror(r));
         return false;
     }
     for (ai = res; ai && l->n_addr < MAX_ADDRS; ai = ai->ai_next) {
@@ -610,7 +610,8 @@ static int cb_link(struct lws *wsi, enum lws_callback_reasons reason, void *user
             int rl = len > 2 ? (int)(len - 2 > 100 ? 100 : len - 2) : 0;
 
             if (rl)
-                io_why_set(l, "WebSocket closed by server (%u: %.*s)", code, rl, (const char *)p + 2);
+                io_why_set(l, "WebSocket closed by server (%u: %.*s)", code, rl,
+                           (const char *)p + 2);
             else
                 io_why_set(l, "WebSocket closed by server (%u)", code);
         }

@@ -70,9 +70,9 @@ int io_lws_log_mask(enum relay_log_level level)
 }
 
 void io_log(const struct relay_transport *t, enum relay_log_level level, const char *who,
-                 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+            const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 void io_log(const struct relay_transport *t, enum relay_log_level level, const char *who,
-                 const char *fmt, ...)
+            const char *fmt, ...)
 {
     char msg[512];
     va_list ap;

@@ -140,7 +140,7 @@ void io_tls_vhost_free(struct tls_vhost *v)
 /* The client vhost for this TLS file set, created on first use (kept until the transport is
  * freed: one per distinct configuration). NULL with err set if lws could not load the files. */
 struct tls_vhost *io_tls_vhost(struct relay_transport *t, const char *ca, const char *cert,
-                                      const char *key, char *err, size_t errlen)
+                               const char *key, char *err, size_t errlen)
 {
     struct lws_context_creation_info info;
     const char *unreadable = NULL;
@@ -256,7 +256,7 @@ static void mem_tls_why(struct link *l, int ret)
         io_why_cert(l, v);
     if (e == SSL_ERROR_ZERO_RETURN)
         io_why_set(l, l->hs_done ? "connection closed by server (TLS close_notify)"
-                              : "TLS: handshake failed: closed by server");
+                                 : "TLS: handshake failed: closed by server");
     else if (r)
         io_why_set(l, "TLS: %s%s", l->hs_done ? "" : "handshake failed: ", r);
     else
@@ -389,7 +389,7 @@ void io_tls_last_words(struct link *l, struct lws *wsi)
     }
     ERR_clear_error();
     while (!l->why[0] && SSL_read(l->ssl, buf, (int)sizeof(buf)) > 0)
-        ; /* application data past the close is of no use now; stop at the alert */
+        ;              /* application data past the close is of no use now; stop at the alert */
     ERR_clear_error(); /* what this dying link left must not fail the next one's I/O */
 }
 

@@ -13,8 +13,8 @@
 
 struct relay_transport;
 struct relay_transport_opts {
-    void *core;                  /* passed back to relay_core_tick() / relay_core_http() */
-    const char *metrics_host;    /* NULL = no HTTP listener */
+    void *core;               /* passed back to relay_core_tick() / relay_core_http() */
+    const char *metrics_host; /* NULL = no HTTP listener */
     uint16_t metrics_port;
     enum relay_log_level log_level; /* libwebsockets' lines are shown through relay_log_raw */
     uint32_t batch_wait_us;         /* read batching: the longest wait under load; 0 = off */

@@ -91,7 +91,7 @@ void io_why_cert(struct link *l, long err)
 
     if (err == X509_V_ERR_HOSTNAME_MISMATCH)
         io_why_set(l, "TLS: certificate name mismatch: the certificate is not valid for \"%s\"",
-                l->server_name);
+                   l->server_name);
     else if (err == X509_V_ERR_CERT_HAS_EXPIRED)
         io_why_set(l, "TLS: certificate has expired");
     else if (err == X509_V_ERR_CERT_NOT_YET_VALID)
@@ -200,9 +200,9 @@ void io_why_connect_error(struct link *l, struct lws *wsi, const char *in, size_
     tls_pending = ssl && !SSL_is_init_finished(ssl);
     if (relay_now_ms() - l->started_ms + 500 >= TIMEOUT_SECS * 1000u) {
         io_why_set(l, "%s",
-                tls_pending ? "TLS: handshake timed out"
-                : l->tcp_up ? "WebSocket: upgrade timed out"
-                            : "connection timed out");
+                   tls_pending ? "TLS: handshake timed out"
+                   : l->tcp_up ? "WebSocket: upgrade timed out"
+                               : "connection timed out");
         return;
     }
     if (!l->tcp_up && l->probe_fd >= 0) {

@@ -186,8 +186,8 @@ static void loop_try(const struct relay_loop_route *routes, size_t i, const stru
  * pair are checked; the routes are indexed by (from, to, literal prefix of the filter) so that
  * only filters whose literal levels agree with what r1 writes are compared, which keeps 10000
  * routes fast. The pair reported is the one whose later route comes first in the list. */
-int relay_loop_find(const struct relay_loop_route *routes, size_t n, const bool *v5,
-                    size_t *first, size_t *second)
+int relay_loop_find(const struct relay_loop_route *routes, size_t n, const bool *v5, size_t *first,
+                    size_t *second)
 {
     struct loop_hit hit = {0};
     if (n < 2)

@@ -46,7 +46,7 @@ struct relay_loop_route {
  * one publishing) and *second set, choosing the pair whose later route comes first in the list;
  * 0 when there is none; -ENOMEM. Fast for thousands of routes: filters are indexed by their
  * literal prefix. */
-int relay_loop_find(const struct relay_loop_route *routes, size_t n, const bool *v5,
-                    size_t *first, size_t *second);
+int relay_loop_find(const struct relay_loop_route *routes, size_t n, const bool *v5, size_t *first,
+                    size_t *second);
 
 #endif

@@ -49,7 +49,6 @@ int relay_tpl_expand(const struct relay_tpl *t, const uint8_t *topic, size_t top
 
 /* True if some topic produced by template t (compiled for source filter src_filter) can match
  * filter dst_filter (conservative: may say true when unsure, never false when they overlap). */
-bool relay_tpl_overlaps(const struct relay_tpl *t, const char *src_filter,
-                        const char *dst_filter);
+bool relay_tpl_overlaps(const struct relay_tpl *t, const char *src_filter, const char *dst_filter);
 
 #endif

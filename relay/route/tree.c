@@ -65,8 +65,7 @@ static int push_item(void ***arr, size_t *n, void *item)
     return 0;
 }
 
-int relay_tree_add(struct relay_tree **root, const char *filter, size_t len_filter,
-                   void *item)
+int relay_tree_add(struct relay_tree **root, const char *filter, size_t len_filter, void *item)
 {
     const char *f = filter, *end = filter + len_filter;
     struct relay_tree *t;
@@ -162,8 +161,8 @@ static int walk(const struct relay_tree *t, const uint8_t *p, const uint8_t *end
         bool found;
         size_t at = find_kid(t, (const char *)p, len, &found);
 
-        if (found && (rc = walk(t->kids[at].node, slash ? slash + 1 : end, end, !slash, false,
-                                fn, arg)) != 0)
+        if (found && (rc = walk(t->kids[at].node, slash ? slash + 1 : end, end, !slash, false, fn,
+                                arg)) != 0)
             return rc;
     }
     if (t->plus && !dollar)
@@ -171,8 +170,8 @@ static int walk(const struct relay_tree *t, const uint8_t *p, const uint8_t *end
     return 0;
 }
 
-int relay_tree_match(const struct relay_tree *t, const uint8_t *topic, size_t len,
-                     relay_tree_fn fn, void *arg)
+int relay_tree_match(const struct relay_tree *t, const uint8_t *topic, size_t len, relay_tree_fn fn,
+                     void *arg)
 {
     if (!t)
         return 0;

@@ -18,7 +18,7 @@ int relay_tree_add(struct relay_tree **root, const char *filter, size_t len, voi
 void relay_tree_free(struct relay_tree *t);
 /* Calls fn for each item whose filter matches topic (a leading '+' or '#' not matching a
  * '$' topic), at most once each; stops at and returns fn's first nonzero result. */
-int relay_tree_match(const struct relay_tree *t, const uint8_t *topic, size_t len,
-                     relay_tree_fn fn, void *arg);
+int relay_tree_match(const struct relay_tree *t, const uint8_t *topic, size_t len, relay_tree_fn fn,
+                     void *arg);
 
 #endif

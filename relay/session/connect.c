@@ -67,9 +67,9 @@ int sess_on_connack(struct relay_session *s, const struct mqc_connack *ca, uint6
 
     if (ca->code != 0) {
         bool v5 = c->version == MQC_V5;
-        static const char *const v3_text[] = {"accepted", "unacceptable protocol version",
-                                              "identifier rejected", "server unavailable",
-                                              "bad user name or password", "not authorized"};
+        static const char *const v3_text[] = {
+            "accepted",           "unacceptable protocol version", "identifier rejected",
+            "server unavailable", "bad user name or password",     "not authorized"};
         const char *text = !v5 && ca->code < 6 ? v3_text[ca->code] : NULL;
 
         /* "unacceptable protocol version" to a CONNECT with the bridge bit: the bit is what
@@ -93,19 +93,34 @@ int sess_on_connack(struct relay_session *s, const struct mqc_connack *ca, uint6
     s->keepalive = c->keepalive;
     while (mqc_props_next(&ca->props, &off, &p) == MQC_OK) {
         switch (p.id) {
-        case MQC_PROP_RECEIVE_MAXIMUM: s->peer_receive_max = (uint16_t)p.num; break;
-        case MQC_PROP_MAXIMUM_PACKET_SIZE: s->peer_max_packet = p.num; break;
+        case MQC_PROP_RECEIVE_MAXIMUM:
+            s->peer_receive_max = (uint16_t)p.num;
+            break;
+        case MQC_PROP_MAXIMUM_PACKET_SIZE:
+            s->peer_max_packet = p.num;
+            break;
         /* BifroMQ 3.3/4.0 put the Receive Maximum here (e.g. 200): clamp, don't refuse */
-        case MQC_PROP_MAXIMUM_QOS: s->peer_max_qos = (uint8_t)(p.num > 2 ? 2 : p.num); break;
-        case MQC_PROP_RETAIN_AVAILABLE: s->peer_retain = p.num != 0; break;
-        case MQC_PROP_SUB_ID_AVAILABLE: s->peer_sub_ids = p.num != 0; break;
-        case MQC_PROP_SHARED_SUB_AVAILABLE: s->peer_shared = p.num != 0; break;
-        case MQC_PROP_SERVER_KEEP_ALIVE: s->keepalive = (uint16_t)p.num; break;
+        case MQC_PROP_MAXIMUM_QOS:
+            s->peer_max_qos = (uint8_t)(p.num > 2 ? 2 : p.num);
+            break;
+        case MQC_PROP_RETAIN_AVAILABLE:
+            s->peer_retain = p.num != 0;
+            break;
+        case MQC_PROP_SUB_ID_AVAILABLE:
+            s->peer_sub_ids = p.num != 0;
+            break;
+        case MQC_PROP_SHARED_SUB_AVAILABLE:
+            s->peer_shared = p.num != 0;
+            break;
+        case MQC_PROP_SERVER_KEEP_ALIVE:
+            s->keepalive = (uint16_t)p.num;
+            break;
         case MQC_PROP_ASSIGNED_CLIENT_ID:
             relay_log(s->log, RELAY_LOG_DEBUG, s->who, "broker assigned client id %.*s",
                       (int)p.str.len, (const char *)p.str.p);
             break;
-        default: break;
+        default:
+            break;
         }
     }
     limit = c->max_inflight ? c->max_inflight

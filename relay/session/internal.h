@@ -29,8 +29,8 @@ enum { IN_FREE = 0, IN_WAIT, IN_DONE, IN_PUBREL };
 struct relay_in_slot {
     uint16_t pid;
     uint8_t qos;
-    uint8_t state;   /* free, waiting, done (ack queued after earlier ones), await PUBREL */
-    uint32_t pending;/* destinations still to finish (relay_session_in_done), UINT32_MAX = held */
+    uint8_t state;    /* free, waiting, done (ack queued after earlier ones), await PUBREL */
+    uint32_t pending; /* destinations still to finish (relay_session_in_done), UINT32_MAX = held */
     uint32_t gen;
 };
 
@@ -42,14 +42,14 @@ struct relay_session {
     const char *who;
     enum relay_session_state state;
     enum relay_session_end end; /* how the last link ended (with why) */
-    bool rx_paused;       /* the owner paused reading (keepalive / ack timeouts suspended) */
-    uint64_t packets_in;  /* packets handled since the session was made (read batching) */
-    bool rx_full;         /* held messages at the cap */
+    bool rx_paused;             /* the owner paused reading (keepalive / ack timeouts suspended) */
+    uint64_t packets_in;        /* packets handled since the session was made (read batching) */
+    bool rx_full;               /* held messages at the cap */
 
     /* receive side */
-    uint8_t *rx;          /* unprocessed bytes (a partial packet, or packets deferred) */
+    uint8_t *rx; /* unprocessed bytes (a partial packet, or packets deferred) */
     size_t rx_len, rx_cap;
-    size_t rx_kept;       /* leading bytes of rx known to be waiting PUBLISHes (rx_full) */
+    size_t rx_kept; /* leading bytes of rx known to be waiting PUBLISHes (rx_full) */
 
     /* control bytes to send (CONNECT, SUBSCRIBE, acks, PUBREL, PINGREQ, DISCONNECT) */
     uint8_t *ctl;
@@ -61,32 +61,32 @@ struct relay_session {
     struct relay_msg **slots;                /* by packet id - 1 (pid <= slots_cap) */
     uint8_t *slot_state;                     /* free / publish / awaiting PUBCOMP */
     uint16_t slots_cap, next_pid;
-    struct relay_msg *tx_msg;                /* partly written PUBLISH */
+    struct relay_msg *tx_msg; /* partly written PUBLISH */
     uint32_t tx_off;
     struct relay_window win;
     struct relay_bucket rate_bytes, rate_msgs;
-    uint64_t rate_ready_ms;                  /* pacing: no PUBLISH before this */
-    uint64_t retry_ready_ms;                 /* after a "busy" refusal: no PUBLISH before */
+    uint64_t rate_ready_ms;  /* pacing: no PUBLISH before this */
+    uint64_t retry_ready_ms; /* after a "busy" refusal: no PUBLISH before */
 
     /* incoming QoS 1/2 messages held until their destinations acknowledge */
-    struct relay_in_slot *in;                /* receive_maximum slots */
+    struct relay_in_slot *in; /* receive_maximum slots */
     uint16_t in_cap, in_used;
-    uint16_t in_pubrel;                      /* held QoS 2 slots waiting for the broker's PUBREL */
-    uint16_t *in_order;                      /* ring of slot indexes in arrival order */
+    uint16_t in_pubrel; /* held QoS 2 slots waiting for the broker's PUBREL */
+    uint16_t *in_order; /* ring of slot indexes in arrival order */
     uint16_t in_head, in_count;
-    uint16_t *in_free;                       /* stack of free slot indexes */
+    uint16_t *in_free; /* stack of free slot indexes */
     uint16_t in_nfree;
 
     /* subscriptions in progress */
     const struct relay_sub *subs;
     size_t n_subs;
-    size_t sub_next;                         /* next subscription to send */
-    uint16_t sub_pending;                    /* SUBACKs still expected */
-    uint16_t sub_seq;                        /* rolling index into subq */
+    size_t sub_next;      /* next subscription to send */
+    uint16_t sub_pending; /* SUBACKs still expected */
+    uint16_t sub_seq;     /* rolling index into subq */
     struct {
-        size_t first;                        /* its first subscription */
-        uint16_t n;                          /* filters in it; 0 = no SUBSCRIBE outstanding */
-    } *subq;                                 /* by SUBSCRIBE packet id - base */
+        size_t first; /* its first subscription */
+        uint16_t n;   /* filters in it; 0 = no SUBSCRIBE outstanding */
+    } * subq;         /* by SUBSCRIBE packet id - base */
 
     /* what the broker said in CONNACK */
     uint16_t peer_receive_max;
@@ -95,17 +95,17 @@ struct relay_session {
     bool peer_retain;
     bool peer_sub_ids;
     bool peer_shared;
-    uint16_t keepalive;                      /* effective (Server Keep Alive wins) */
+    uint16_t keepalive; /* effective (Server Keep Alive wins) */
     bool session_present;
 
     /* timers */
     uint64_t link_open_ms, last_tx_ms, last_rx_ms, ping_sent_ms, closing_ms;
     bool ping_out;
-    bool in_feed;                            /* re-entrancy guard */
-    bool over_rm_said;                       /* logged that the broker exceeds our Receive Max */
-    uint32_t epoch;                          /* link count, bumps on each close */
-    uint16_t *in_map;                        /* packet id -> incoming slot + 1 (65536 entries) */
-    char why[160];                           /* why the last link ended, for the owner's log */
+    bool in_feed;      /* re-entrancy guard */
+    bool over_rm_said; /* logged that the broker exceeds our Receive Max */
+    uint32_t epoch;    /* link count, bumps on each close */
+    uint16_t *in_map;  /* packet id -> incoming slot + 1 (65536 entries) */
+    char why[160];     /* why the last link ended, for the owner's log */
 };
 
 /* session.c */

@@ -209,8 +209,7 @@ struct relay_msg *sess_take_next(struct relay_session *s, uint64_t now_ms)
     }
 }
 
-int sess_on_ack(struct relay_session *s, uint8_t type, const struct mqc_ack *a,
-                  uint64_t now_ms)
+int sess_on_ack(struct relay_session *s, uint8_t type, const struct mqc_ack *a, uint64_t now_ms)
 {
     uint16_t pid = a->packet_id;
     struct relay_msg *m;

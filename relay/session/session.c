@@ -13,7 +13,7 @@
 
 #include "session/internal.h"
 
-#define SUB_PID_BASE 64512u      /* SUBSCRIBE ids live above every PUBLISH id */
+#define SUB_PID_BASE 64512u /* SUBSCRIBE ids live above every PUBLISH id */
 #define SUB_PID_COUNT 1023u
 #define MAX_PUB_SLOTS (SUB_PID_BASE - 1u)
 #define CONNACK_TIMEOUT_MS 10000u
@@ -98,10 +98,10 @@ int sess_peer_error(struct relay_session *s, int err, const char *what, uint64_t
     /* the owner logs it once, with the retry delay, when the link is gone */
     if (s->cfg->version == MQC_V5)
         sess_set_why(s, "protocol error from broker: %s%s%s (DISCONNECT reason 0x%02X)", what,
-                err < 0 ? ": " : "", err < 0 ? mqc_strerror(err) : "", reason);
+                     err < 0 ? ": " : "", err < 0 ? mqc_strerror(err) : "", reason);
     else /* 3.x has no reason codes: the link just closes */
         sess_set_why(s, "protocol error from broker: %s%s%s", what, err < 0 ? ": " : "",
-                err < 0 ? mqc_strerror(err) : "");
+                     err < 0 ? mqc_strerror(err) : "");
     relay_session_disconnect(s, reason, now_ms);
     return -EPROTO;
 }
@@ -264,7 +264,8 @@ static int handle(struct relay_session *s, const uint8_t *buf, size_t len, uint6
         s->state >= RELAY_SS_SUBSCRIBING && s->state != RELAY_SS_CLOSING) {
         struct mqc_ack a = {.packet_id = (uint16_t)(buf[2] << 8 | buf[3])};
 
-        return type == MQC_PUBREL ? sess_on_pubrel(s, &a, now_ms) : sess_on_ack(s, type, &a, now_ms);
+        return type == MQC_PUBREL ? sess_on_pubrel(s, &a, now_ms)
+                                  : sess_on_ack(s, type, &a, now_ms);
     }
     rc = mqc_decode(buf, len, s->cfg->version, &pkt);
     if (rc != MQC_OK) {
@@ -303,7 +304,7 @@ static int handle(struct relay_session *s, const uint8_t *buf, size_t len, uint6
             rlen = (int)p.str.len;
         }
         sess_set_why(s, "broker sent DISCONNECT (reason 0x%02X%s%.*s)", pkt.u.reason.code,
-                rlen ? ": " : "", rlen, reason);
+                     rlen ? ": " : "", rlen, reason);
         s->state = RELAY_SS_CLOSING; /* nothing more to send on this link */
         s->ctl_len = s->ctl_off = 0;
         return -ECONNRESET;
@@ -397,9 +398,10 @@ static int process_rx(struct relay_session *s, uint64_t now_ms)
     }
     s->rx_kept = hold && s->rx_full ? w : 0;
     if (s->rx_len > RX_HARD_CAP) {
-        sess_set_why(s, "the broker sends more unacknowledged messages than receive_maximum (%u) "
-                   "allows; closing to let it redeliver (raise receive_maximum?)",
-                s->in_cap);
+        sess_set_why(s,
+                     "the broker sends more unacknowledged messages than receive_maximum (%u) "
+                     "allows; closing to let it redeliver (raise receive_maximum?)",
+                     s->in_cap);
         relay_log(s->log, RELAY_LOG_WARN, s->who, "%s", s->why);
         return -ENOBUFS;
     }
@@ -440,8 +442,7 @@ int relay_session_resume_rx(struct relay_session *s, uint64_t now_ms)
 {
     int rc;
 
-    if (s->in_feed || !s->rx_len || s->state == RELAY_SS_DOWN ||
-        s->state == RELAY_SS_CLOSING)
+    if (s->in_feed || !s->rx_len || s->state == RELAY_SS_DOWN || s->state == RELAY_SS_CLOSING)
         return 0;
     s->in_feed = true;
     rc = process_rx(s, now_ms);
@@ -638,7 +639,7 @@ int relay_session_tick(struct relay_session *s, uint64_t now_ms)
     if (s->fl_head && s->cfg->ack_timeout_ms &&
         now_ms >= s->fl_head->sent_ms + s->cfg->ack_timeout_ms) {
         sess_set_why(s, "no acknowledgement for packet id %u within %u ms: reconnecting to resend",
-                s->fl_head->pid, s->cfg->ack_timeout_ms);
+                     s->fl_head->pid, s->cfg->ack_timeout_ms);
         return -ETIMEDOUT;
     }
     return 0;

@@ -26,7 +26,7 @@ struct relay_sub {
 
 struct relay_session_cfg {
     uint8_t version;
-    bool try_bridge;        /* 3.x: set the bridge bit in CONNECT (the owner may turn it off) */
+    bool try_bridge; /* 3.x: set the bridge bit in CONNECT (the owner may turn it off) */
     const char *client_id;
     const char *username;
     const char *password;
@@ -39,7 +39,7 @@ struct relay_session_cfg {
     uint16_t max_inflight;    /* 0 = peer's Receive Maximum (5.0) or 20 (3.x) */
     uint32_t ack_timeout_ms;
     uint64_t rate_bytes, rate_messages;
-    const char *will_topic;   /* status topic: Will "offline", "online" published once up */
+    const char *will_topic; /* status topic: Will "offline", "online" published once up */
 };
 
 /* One broker link's client state: opaque, reached through the functions below. */
@@ -69,11 +69,11 @@ struct relay_session_hooks {
 };
 
 enum relay_session_state {
-    RELAY_SS_DOWN = 0,  /* no link */
-    RELAY_SS_CONNECTING,/* CONNECT queued/sent, waiting for CONNACK */
+    RELAY_SS_DOWN = 0,    /* no link */
+    RELAY_SS_CONNECTING,  /* CONNECT queued/sent, waiting for CONNACK */
     RELAY_SS_SUBSCRIBING, /* CONNACK in, waiting for SUBACKs */
-    RELAY_SS_UP,        /* publishing */
-    RELAY_SS_CLOSING,   /* DISCONNECT queued; the link closes once it is written */
+    RELAY_SS_UP,          /* publishing */
+    RELAY_SS_CLOSING,     /* DISCONNECT queued; the link closes once it is written */
 };
 
 /* Lifecycle. new keeps the cfg/hooks/log/who pointers (they must outlive s). 0 and *out, or
@@ -121,9 +121,8 @@ void relay_session_enqueue(struct relay_session *s, struct relay_msg *m, uint64_
 void relay_session_in_done(struct relay_session *s, struct relay_in_ref ref, uint64_t now_ms);
 /* Removes the queued (never sent on the current link) messages for which pred is true, without
  * calling done: used to forget messages whose source will redeliver them. Returns how many. */
-size_t relay_session_purge(struct relay_session *s, bool (*pred)(const struct relay_msg *m,
-                                                                  void *arg),
-                           void *arg);
+size_t relay_session_purge(struct relay_session *s,
+                           bool (*pred)(const struct relay_msg *m, void *arg), void *arg);
 /* Queued messages name their route by index; a reload renumbered them: route i is now map[i]
  * (UINT32_MAX: gone), for i < n_old. */
 void relay_session_remap_routes(struct relay_session *s, const uint32_t *map, size_t n_old);

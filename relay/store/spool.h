@@ -20,7 +20,7 @@ struct relay_spool;
 
 /* What durability reports back for each appended record (the source to acknowledge). */
 struct relay_spool_ack {
-    struct relay_conn *src;   /* NULL: nothing to acknowledge (QoS 0 source) */
+    struct relay_conn *src; /* NULL: nothing to acknowledge (QoS 0 source) */
     struct relay_in_ref ref;
     uint32_t src_epoch;
 };
@@ -28,18 +28,18 @@ struct relay_spool_ack {
 typedef void (*relay_spool_durable_fn)(void *arg, const struct relay_spool_ack *ack);
 
 struct relay_spool_stats {
-    uint64_t bytes;           /* journal bytes held (not yet reclaimed) */
-    uint64_t messages;        /* records not yet delivered and acknowledged */
-    uint64_t oldest_ms;       /* t_in_ms of the oldest record held (monotonic, like now_ms;
-                                 after a restart carried over through the wall clock), 0 = none */
-    uint64_t fsyncs;          /* commits done */
-    uint64_t write_errors;    /* failed writes / fsyncs (retried) */
+    uint64_t bytes;        /* journal bytes held (not yet reclaimed) */
+    uint64_t messages;     /* records not yet delivered and acknowledged */
+    uint64_t oldest_ms;    /* t_in_ms of the oldest record held (monotonic, like now_ms;
+                              after a restart carried over through the wall clock), 0 = none */
+    uint64_t fsyncs;       /* commits done */
+    uint64_t write_errors; /* failed writes / fsyncs (retried) */
 };
 
 struct relay_spool_opts {
-    const char *dir;      /* created with mode 0700 if missing */
-    uint64_t max_size;    /* bytes */
-    const char *who;      /* "spool edge": the log's context */
+    const char *dir;   /* created with mode 0700 if missing */
+    uint64_t max_size; /* bytes */
+    const char *who;   /* "spool edge": the log's context */
     struct relay_log *log;
     relay_spool_durable_fn durable; /* see relay_spool_commit() */
     void *arg;

@@ -5,12 +5,12 @@
 #include "util/msg.h"
 
 static const size_t msg_class[2] = {256, 2048}; /* packet bytes each class holds */
-#define MSG_CACHE_MAX 4096u                      /* buffers kept per class */
+#define MSG_CACHE_MAX 4096u                     /* buffers kept per class */
 
 const char *relay_drop_name(enum relay_drop d)
 {
-    static const char *const names[RELAY_DROP__COUNT] = {
-        "loop", "expired", "too_large", "bad_topic", "qos0_overflow", "rejected"};
+    static const char *const names[RELAY_DROP__COUNT] = {"loop",      "expired",       "too_large",
+                                                         "bad_topic", "qos0_overflow", "rejected"};
 
     return (unsigned)d < RELAY_DROP__COUNT ? names[d] : "unknown";
 }

@@ -24,11 +24,11 @@ struct relay_msg {
     struct relay_msg *next, *prev;
     struct relay_conn *src; /* the connection to acknowledge once delivered, or NULL */
     struct relay_in_ref ref;
-    uint32_t src_epoch; /* src's link epoch when received (orphans: see core/conn.c) */
-    uint32_t route;     /* route index, for the counters */
-    uint64_t t_in_ms;   /* when the source message arrived */
-    uint64_t sent_ms;   /* when last written */
-    uint32_t expiry;    /* Message Expiry Interval as received, seconds; 0 = none */
+    uint32_t src_epoch;  /* src's link epoch when received (orphans: see core/conn.c) */
+    uint32_t route;      /* route index, for the counters */
+    uint64_t t_in_ms;    /* when the source message arrived */
+    uint64_t sent_ms;    /* when last written */
+    uint32_t expiry;     /* Message Expiry Interval as received, seconds; 0 = none */
     uint32_t expiry_off; /* offset of its 4 value bytes in data; 0 = none */
     uint32_t pid_off;    /* offset of the packet identifier; 0 for QoS 0 */
     uint32_t len;        /* bytes in data */

@@ -9,11 +9,11 @@
 
 struct fake_link {
     struct relay_conn *c;
-    uint8_t version;       /* learnt from the CONNECT */
+    uint8_t version; /* learnt from the CONNECT */
     uint16_t port;
     bool connecting, want_write, paused, close_asked;
     int connects, subscribed;
-    uint8_t buf[1 << 19];  /* written by the relay, not yet parsed */
+    uint8_t buf[1 << 19]; /* written by the relay, not yet parsed */
     size_t len;
     struct mqc_packet early[32]; /* packets that came right after CONNACK */
     int n_early;

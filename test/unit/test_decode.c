@@ -882,8 +882,7 @@ int main(void)
         cmocka_unit_test(subscribe_walk),     cmocka_unit_test(reason_forms),
         cmocka_unit_test(reason_code_tables), cmocka_unit_test(decode_publish_other_type),
         cmocka_unit_test(error_strings),      cmocka_unit_test(reason_codes),
-        cmocka_unit_test(reason_names),
-        cmocka_unit_test(type_names),
+        cmocka_unit_test(reason_names),       cmocka_unit_test(type_names),
     };
     int failed = mqt_run_table("decode cases", cases, sizeof cases / sizeof cases[0],
                                sizeof cases[0], case_name, run_case);

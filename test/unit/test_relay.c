@@ -439,7 +439,7 @@ static void reconnect_backs_off(void **st)
         uint64_t wait = b->retry_at - e->io.now;
         uint64_t base = i < 3 ? (1000u << i) : 8000u; /* min doubling, up to max */
 
-        assert_true(wait >= base);                                  /* never under min */
+        assert_true(wait >= base);                                        /* never under min */
         assert_true(wait <= (base * 3 / 2 > 8000 ? 8000 : base * 3 / 2)); /* never over max */
         e->io.now = b->retry_at;
         relay_core_tick(e->r, e->io.now);
@@ -591,8 +591,8 @@ static void reload_reconnects_changed_broker(void **st)
     (void)st;
     fake_open(&e->io, a, false);
     fake_open(&e->io, b, false);
-    struct relay_config *n = load_cfg(TWO_BROKERS(
-        "username = \"u2\";", "{ from = \"a\"; to = \"b\"; filter = \"k/#\"; }"));
+    struct relay_config *n = load_cfg(
+        TWO_BROKERS("username = \"u2\";", "{ from = \"a\"; to = \"b\"; filter = \"k/#\"; }"));
     assert_int_equal(relay_reload(e->r, n, e->io.now, err, sizeof(err)), 0);
     struct mqc_packet pk[4];
     /* b says DISCONNECT and reconnects at once with the new user name; a is untouched */
@@ -637,7 +637,7 @@ static struct mqc_connect open_link(struct env *e, struct relay_conn *c)
 static void bridge_bit_refused_then_never_again(void **st)
 {
     struct env *e = env_new(TWO_BROKERS("connections = 2;", "{ from = \"a\"; to = \"b\"; "
-                                                             "filter = \"s/#\"; }"));
+                                                            "filter = \"s/#\"; }"));
     struct relay_conn *b0 = conn(e, 1, 0), *b1 = conn(e, 1, 1);
     struct mqc_packet ca = {.type = MQC_CONNACK};
 

@@ -211,8 +211,8 @@ static struct relay_spool *open_ok(struct fx *f, uint64_t max_size)
 {
     struct relay_spool *sp = NULL;
     char err[256];
-    int rc = spool_open(f->spool, max_size, "spool test", &f->log, on_durable, f, &sp, err,
-                              sizeof(err));
+    int rc =
+        spool_open(f->spool, max_size, "spool test", &f->log, on_durable, f, &sp, err, sizeof(err));
 
     if (rc)
         fail_msg("relay_spool_open: %d %s", rc, err);
@@ -376,7 +376,8 @@ static void round_trip(void **st)
         append(f, sp, i, lens[i]);
         bytes += REC_HDR + lens[i];
     }
-    assert_null(relay_spool_next(sp, mono_ms(), NULL)); /* nothing is handed out before it is durable */
+    assert_null(
+        relay_spool_next(sp, mono_ms(), NULL)); /* nothing is handed out before it is durable */
     assert_int_equal(f->n_durable, 0);
     assert_int_equal(relay_spool_commit(sp, f->base_ms), 0);
     for (uint32_t i = 0; i < 5; i++)
@@ -594,8 +595,7 @@ static void crash_child(struct fx *f)
     char err[256];
     uint64_t now = f->base_ms + 1000;
 
-    if (spool_open(f->spool, 1u << 30, "child", &f->log, on_durable, f, &sp, err,
-                         sizeof(err)) != 0)
+    if (spool_open(f->spool, 1u << 30, "child", &f->log, on_durable, f, &sp, err, sizeof(err)) != 0)
         _exit(2);
     for (uint32_t i = 0; i < 200; i++) {
         m = mk(f, i, 200);
@@ -763,8 +763,7 @@ static void corrupt_middle(void **st)
 
     capture_begin(f, &c);
     assert_int_equal(
-        spool_open(f->spool, 1u << 30, "mid", &f->log, on_durable, f, &sp, err, sizeof(err)),
-        0);
+        spool_open(f->spool, 1u << 30, "mid", &f->log, on_durable, f, &sp, err, sizeof(err)), 0);
     log = capture_end(&c);
     assert_non_null(strstr(log, "corrupt bytes at offset"));
     assert_null(strstr(log, "dropped")); /* the tail is intact */
@@ -1045,22 +1044,20 @@ static void unwritable_directory(void **st)
     fd = open(path, O_WRONLY | O_CREAT, 0600);
     close(fd);
     snprintf(path, sizeof(path), "%s/file/spool", f->dir);
-    assert_int_equal(
-        spool_open(path, 1u << 30, "x", &f->log, on_durable, f, &sp, err, sizeof(err)),
-        -ENOTDIR);
+    assert_int_equal(spool_open(path, 1u << 30, "x", &f->log, on_durable, f, &sp, err, sizeof(err)),
+                     -ENOTDIR);
     assert_null(sp);
     assert_non_null(strstr(err, "cannot create spool directory"));
     assert_non_null(strstr(err, "Not a directory"));
     snprintf(path, sizeof(path), "%s/file", f->dir);
-    assert_int_equal(
-        spool_open(path, 1u << 30, "x", &f->log, on_durable, f, &sp, err, sizeof(err)),
-        -ENOTDIR);
+    assert_int_equal(spool_open(path, 1u << 30, "x", &f->log, on_durable, f, &sp, err, sizeof(err)),
+                     -ENOTDIR);
     assert_non_null(strstr(err, "is not a directory"));
 
     /* created with mode 0700, parents too */
     snprintf(path, sizeof(path), "%s/a/b/c", f->dir);
-    assert_int_equal(
-        spool_open(path, 1u << 30, "x", &f->log, on_durable, f, &sp, err, sizeof(err)), 0);
+    assert_int_equal(spool_open(path, 1u << 30, "x", &f->log, on_durable, f, &sp, err, sizeof(err)),
+                     0);
     relay_spool_close(sp, mono_ms());
     {
         struct stat stt;
@@ -1101,8 +1098,8 @@ static void unwritable_directory(void **st)
     /* an unwritable directory is refused at open with a clear error */
     assert_true(make_unwritable(f, f->spool));
     sp = (struct relay_spool *)1;
-    assert_true(spool_open(f->spool, 1u << 30, "x", &f->log, on_durable, f, &sp, err,
-                                 sizeof(err)) < 0);
+    assert_true(spool_open(f->spool, 1u << 30, "x", &f->log, on_durable, f, &sp, err, sizeof(err)) <
+                0);
     assert_null(sp);
     if (!strstr(err, "is not writable"))
         fail_msg("unexpected error: %s", err);

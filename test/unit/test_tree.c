@@ -81,9 +81,8 @@ static void tree_equals_matcher(void **st)
         if (mqc_topic_name_check((const uint8_t *)topic, strlen(topic)) != MQC_OK)
             continue;
         memset(hits, 0, sizeof(hits));
-        assert_int_equal(relay_tree_match(t, (const uint8_t *)topic, strlen(topic), count_hit,
-                                          NULL),
-                         0);
+        assert_int_equal(
+            relay_tree_match(t, (const uint8_t *)topic, strlen(topic), count_hit, NULL), 0);
         for (int i = 0; i < NR; i++) {
             int want = mqc_topic_match((const uint8_t *)filters[i], strlen(filters[i]),
                                        (const uint8_t *)topic, strlen(topic));
