@@ -3,6 +3,7 @@
  * Maximum, Maximum Packet Size, Maximum QoS, ...), which the rest of the session obeys.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "session/internal.h"
@@ -90,6 +91,7 @@ int sess_on_connack(struct relay_session *s, const struct mqc_connack *ca, uint6
     s->peer_retain = true;
     s->peer_sub_ids = c->version == MQC_V5;
     s->peer_shared = true;
+    s->peer_alias_max = 0;
     s->keepalive = c->keepalive;
     while (mqc_props_next(&ca->props, &off, &p) == MQC_OK) {
         switch (p.id) {
@@ -112,6 +114,9 @@ int sess_on_connack(struct relay_session *s, const struct mqc_connack *ca, uint6
         case MQC_PROP_SHARED_SUB_AVAILABLE:
             s->peer_shared = p.num != 0;
             break;
+        case MQC_PROP_TOPIC_ALIAS_MAXIMUM:
+            s->peer_alias_max = (uint16_t)p.num;
+            break;
         case MQC_PROP_SERVER_KEEP_ALIVE:
             s->keepalive = (uint16_t)p.num;
             break;
@@ -130,6 +135,20 @@ int sess_on_connack(struct relay_session *s, const struct mqc_connack *ca, uint6
     if (limit > MAX_PUB_SLOTS)
         limit = MAX_PUB_SLOTS;
     s->win.limit = limit;
+    /* topic aliases toward the broker: at most what it allows and what we were told to use (a
+     * reload may have asked for more than there are entries: none is mapped now, so grow) */
+    s->alias.max = c->topic_aliases < s->peer_alias_max ? c->topic_aliases : s->peer_alias_max;
+    if (s->alias.max > s->alias.cap) {
+        struct sess_alias_ent *e = realloc(s->alias.ent, s->alias.max * sizeof(*e));
+
+        if (e) {
+            memset(e + s->alias.cap, 0, (size_t)(s->alias.max - s->alias.cap) * sizeof(*e));
+            s->alias.ent = e;
+            s->alias.cap = s->alias.max;
+        } else {
+            s->alias.max = s->alias.cap;
+        }
+    }
     s->session_present = ca->session_present;
     s->state = RELAY_SS_SUBSCRIBING;
 

@@ -11,6 +11,7 @@
 
 enum { MS_PENDING = 0, MS_INFLIGHT = 1 };
 #define MS_RESENT 0x80 /* flag on m->state: sent on an earlier link */
+#define MS_RETRY 0x40  /* flag on m->state: refused "busy" (PUBACK 0x83/0x97), queued again */
 
 enum { SL_FREE = 0, SL_PUB = 1, SL_PUBCOMP = 2 };
 enum { IN_FREE = 0, IN_WAIT, IN_DONE, IN_PUBREL };
@@ -21,10 +22,48 @@ enum { IN_FREE = 0, IN_WAIT, IN_DONE, IN_PUBREL };
 #define MAX_PUB_SLOTS (SUB_PID_BASE - 1u)
 #define CONNACK_TIMEOUT_MS 10000u
 #define CLOSE_FLUSH_MS 1000u
-#define RETRY_BUSY_MS 1000u
+#define RETRY_BUSY_MS 250u      /* first back-off after a "busy" answer; doubles per round */
+#define RETRY_BUSY_MAX_MS 8000u /* ... up to this */
+#define V3_ACK_FLOOR_MS 1000u   /* 3.x: the shortest round-trip timeout for a missing ack */
 #define DEFAULT_INFLIGHT_V3 20u
 #define RX_MIN 4096u
 #define RX_HARD_CAP (16u * 1024u * 1024u) /* deferred PUBLISHes past this: reconnect */
+
+/* A PUBLISH as it goes on the wire: segments of the message's bytes (m->data) and of small
+ * bytes of its own (hdr: a fixed header, a Topic Alias property), so that a topic alias never
+ * needs a second encoding (alias.c). Offsets, not pointers: the struct may be copied. */
+struct sess_wire {
+    struct {
+        uint8_t own; /* 1: bytes of hdr[], 0: of m->data */
+        uint32_t off, n;
+    } seg[4];
+    uint8_t nseg;
+    uint32_t len;    /* all segments */
+    uint8_t hdr[16]; /* [0..8): fixed header (and an empty topic); [8..16): property bytes */
+    uint16_t alias;  /* the Topic Alias sent, 0 = none */
+    bool establish;  /* the topic goes with it (a new mapping) */
+    uint32_t hash;   /* of the topic, when aliases are in use */
+    uint32_t topic_off;
+    uint16_t tlen;
+};
+
+/* Egress topic aliases (MQTT 5): the hottest topics of this link, by a small count sketch. */
+#define ALIAS_SKETCH 256u  /* buckets of recent sends by topic hash */
+#define ALIAS_DECAY 1024u  /* sends between two halvings of the counts */
+#define ALIAS_MIN_TOPIC 5u /* a shorter topic saves nothing worth a 3-byte property */
+struct sess_alias_ent {
+    uint32_t hash;
+    uint16_t tlen;
+    uint8_t *topic; /* copy, to compare: a hash collision never sends a wrong topic */
+};
+struct sess_aliases {
+    uint16_t max;               /* usable on this link: min(cfg, the broker's maximum) */
+    uint16_t used;              /* aliases 1..used are mapped */
+    uint16_t cap;               /* entries allocated (cfg->topic_aliases) */
+    struct sess_alias_ent *ent; /* by alias - 1 */
+    uint16_t count[ALIAS_SKETCH];
+    uint32_t ticks;
+};
 
 struct relay_in_slot {
     uint16_t pid;
@@ -62,11 +101,18 @@ struct relay_session {
     uint8_t *slot_state;                     /* free / publish / awaiting PUBCOMP */
     uint16_t slots_cap, next_pid;
     struct relay_msg *tx_msg; /* partly written PUBLISH */
-    uint32_t tx_off;
+    uint32_t tx_off;          /* into tx_wire */
+    struct sess_wire tx_wire; /* how tx_msg goes on the wire */
     struct relay_window win;
-    struct relay_bucket rate_bytes, rate_msgs;
-    uint64_t rate_ready_ms;  /* pacing: no PUBLISH before this */
-    uint64_t retry_ready_ms; /* after a "busy" refusal: no PUBLISH before */
+    struct relay_pace *pace;      /* cfg->pace, or own */
+    struct relay_pace *own_pace;  /* allocated when cfg->pace is NULL */
+    struct relay_rtt rtt;         /* of acknowledgements (never of resent messages) */
+    uint64_t rate_ready_ms;       /* pacing: no PUBLISH before this */
+    uint64_t retry_ready_ms;      /* after a "busy" refusal: no PUBLISH before */
+    uint32_t busy_ms;             /* the current busy back-off (0 = none yet) */
+    uint64_t busy_since;          /* when it was last set: refusals of older sends are that round */
+    struct relay_msg *retry_last; /* the last busy-refused message queued again, still pending */
+    struct sess_aliases alias;
 
     /* incoming QoS 1/2 messages held until their destinations acknowledge */
     struct relay_in_slot *in; /* receive_maximum slots */
@@ -95,7 +141,8 @@ struct relay_session {
     bool peer_retain;
     bool peer_sub_ids;
     bool peer_shared;
-    uint16_t keepalive; /* effective (Server Keep Alive wins) */
+    uint16_t peer_alias_max; /* Topic Alias Maximum */
+    uint16_t keepalive;      /* effective (Server Keep Alive wins) */
     bool session_present;
 
     /* timers */
@@ -131,9 +178,31 @@ int sess_on_unsuback(struct relay_session *s, const struct mqc_suback *sa, uint6
 /* outbox.c */
 void sess_finish_out(struct relay_session *s, struct relay_msg *m, int drop, uint64_t now_ms);
 bool sess_may_publish(const struct relay_session *s, uint64_t now_ms);
-/* Moves the next pending message into the window (QoS > 0) and returns it, or NULL. */
-struct relay_msg *sess_take_next(struct relay_session *s, uint64_t now_ms);
+/* Moves the next pending message into the window (QoS > 0) and returns it with *w saying how
+ * it goes on the wire, or NULL when nothing may be sent now. */
+struct relay_msg *sess_take_next(struct relay_session *s, uint64_t now_ms, struct sess_wire *w);
 int sess_on_ack(struct relay_session *s, uint8_t type, const struct mqc_ack *a, uint64_t now_ms);
+/* The in-flight messages go back to the queue after a lost link: after the busy-refused ones
+ * queued at its head (sent before them), before everything never sent. */
+/* Returns the last message placed (or the last busy-refused one, or NULL). */
+struct relay_msg *sess_requeue_inflight(struct relay_session *s);
+/* The broker said we were too fast (rate.h): the pace is lowered, judged by m, or with none the
+ * oldest message in flight (what the broker refused). True when it was lowered. */
+bool sess_pace_signal(struct relay_session *s, enum relay_pace_signal sig,
+                      const struct relay_msg *m, uint64_t now_ms);
+
+/* alias.c */
+/* How m goes on the wire now: with a topic alias when this link has them and m's topic is hot
+ * enough; nothing is changed (sess_alias_commit() does that once m is really sent). */
+void sess_wire_plan(struct relay_session *s, const struct relay_msg *m, struct sess_wire *w);
+void sess_alias_commit(struct relay_session *s, const struct sess_wire *w,
+                       const struct relay_msg *m);
+/* Copies bytes [off, off + n) of m as w puts it on the wire to out. */
+void sess_wire_copy(const struct sess_wire *w, const struct relay_msg *m, uint32_t off,
+                    uint8_t *out, uint32_t n);
+/* A new link: no mapping (the broker forgets them with the connection). */
+void sess_alias_reset(struct relay_session *s);
+void sess_alias_free(struct relay_session *s);
 
 /* inbox.c */
 void sess_in_reset(struct relay_session *s);

@@ -4,6 +4,7 @@
  * PUBACK / PUBREC / PUBCOMP say about each message.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -167,25 +168,29 @@ bool sess_may_publish(const struct relay_session *s, uint64_t now_ms)
 
 /* Moves the next pending message into the window (QoS > 0) and returns it, or NULL when
  * nothing may be sent now. */
-struct relay_msg *sess_take_next(struct relay_session *s, uint64_t now_ms)
+struct relay_msg *sess_take_next(struct relay_session *s, uint64_t now_ms, struct sess_wire *w)
 {
     for (;;) {
         struct relay_msg *m;
         uint64_t ready;
+        uint32_t nth;
 
         if (!sess_may_publish(s, now_ms))
             return NULL;
         m = s->pend_head;
         relay_msg_unlink(&s->pend_head, &s->pend_tail, m);
+        if (m == s->retry_last)
+            s->retry_last = NULL;
         m = vet(s, m, now_ms);
         if (!m)
             continue;
-        if (!relay_bucket_take(&s->rate_msgs, 1, now_ms, &ready) ||
-            !relay_bucket_take(&s->rate_bytes, m->len, now_ms, &ready)) {
+        sess_wire_plan(s, m, w);
+        if (!relay_pace_take(s->pace, w->len, now_ms, &ready, &nth)) {
             s->rate_ready_ms = ready;
             relay_msg_push_front(&s->pend_head, &s->pend_tail, m);
             return NULL;
         }
+        m->nth = nth;
         if (m->qos) {
             if (!m->pid) {
                 if (ensure_slots(s, s->win.limit) != 0 || !(m->pid = alloc_pid(s))) {
@@ -200,13 +205,123 @@ struct relay_msg *sess_take_next(struct relay_session *s, uint64_t now_ms)
                 m->data[0] |= 0x08u;
             else
                 m->data[0] &= (uint8_t)~0x08u;
-            m->state = MS_INFLIGHT;
+            m->state = (uint8_t)(MS_INFLIGHT | (m->state & MS_RESENT));
             m->sent_ms = now_ms;
             relay_window_sent(&s->win);
             relay_msg_push_back(&s->fl_head, &s->fl_tail, m);
         }
+        if (w->nseg && w->seg[0].own)
+            w->hdr[0] = m->data[0]; /* the DUP flag, just set */
+        sess_alias_commit(s, w, m);
         return m;
     }
+}
+
+struct relay_msg *sess_requeue_inflight(struct relay_session *s)
+{
+    struct relay_msg *after = s->retry_last;
+
+    while (s->fl_head) {
+        struct relay_msg *m = s->fl_head;
+
+        relay_msg_unlink(&s->fl_head, &s->fl_tail, m);
+        m->state = MS_PENDING | MS_RESENT;
+        if (!after) {
+            relay_msg_push_front(&s->pend_head, &s->pend_tail, m);
+        } else {
+            /* after `after` */
+            m->prev = after;
+            m->next = after->next;
+            if (after->next)
+                after->next->prev = m;
+            else
+                s->pend_tail = m;
+            after->next = m;
+        }
+        after = m;
+    }
+    s->retry_last = NULL;
+    return after;
+}
+
+bool sess_pace_signal(struct relay_session *s, enum relay_pace_signal sig,
+                      const struct relay_msg *m, uint64_t now_ms)
+{
+    if (!m)
+        m = s->fl_head; /* the oldest unacknowledged: what the broker refused */
+    return relay_pace_signal(s->pace, sig, m ? m->nth : UINT32_MAX, m ? m->sent_ms : now_ms,
+                             now_ms);
+}
+
+/* What a destination's reason code means for its message (the answer policy, documented in
+ * mqtt-relay.conf(5)): delivered, retry later, or dropped and counted by reason. Only the codes
+ * MQTT 5 allows in PUBACK/PUBREC get here (0x00 0x10 0x80 0x83 0x87 0x90 0x91 0x97 0x99): the
+ * codec refuses any other (0x95 included) as a malformed packet, which closes the link. */
+enum answer { ANSWER_DELIVERED, ANSWER_RETRY, ANSWER_DROP };
+
+static enum answer answer_of(uint8_t code, int *drop)
+{
+    if (code < 0x80)
+        return ANSWER_DELIVERED; /* 0x00 success, 0x10 no matching subscribers */
+    switch (code) {
+    case 0x83: /* implementation specific error: BifroMQ's "busy" */
+    case 0x97: /* quota exceeded: EMQX's rate limiter */
+        return ANSWER_RETRY;
+    case 0x87:
+        *drop = RELAY_DROP_NOT_AUTHORIZED;
+        return ANSWER_DROP;
+    case 0x90:
+        *drop = RELAY_DROP_TOPIC_INVALID;
+        return ANSWER_DROP;
+    case 0x99:
+        *drop = RELAY_DROP_PAYLOAD_INVALID;
+        return ANSWER_DROP;
+    default: /* 0x80 unspecified error, 0x91 packet identifier in use */
+        *drop = RELAY_DROP_REJECTED;
+        return ANSWER_DROP;
+    }
+}
+
+/* A "busy" answer: the message goes back to the head of the queue, after the ones refused
+ * before it (they were sent before it), ahead of everything never sent; the link waits. */
+static void retry_later(struct relay_session *s, uint8_t type, uint8_t code, struct relay_msg *m,
+                        uint64_t now_ms)
+{
+    /* a refusal of a message sent after the last back-off began is a new round: longer; the
+     * others were in flight when it began (pipelined): the same round */
+    if (!s->busy_ms || m->sent_ms > s->busy_since) {
+        s->busy_ms = !s->busy_ms                           ? RETRY_BUSY_MS
+                     : s->busy_ms * 2u > RETRY_BUSY_MAX_MS ? RETRY_BUSY_MAX_MS
+                                                           : s->busy_ms * 2u;
+        s->busy_since = now_ms;
+        s->retry_ready_ms = now_ms + s->busy_ms;
+        if (sess_pace_signal(s, code == 0x83 ? RELAY_PACE_ACK_83 : RELAY_PACE_ACK_97, m, now_ms))
+            relay_log_limited(s->log, now_ms, RELAY_LOG_WARN, s->who,
+                              "broker busy (%s reason 0x%02X %s): resending in %u ms; pace "
+                              "lowered to %" PRIu64 " messages/s",
+                              mqc_type_name(type), code, mqc_reason_name(code), s->busy_ms,
+                              relay_pace_limit(s->pace));
+        else
+            relay_log_limited(s->log, now_ms, RELAY_LOG_WARN, s->who,
+                              "broker busy (%s reason 0x%02X %s): resending in %u ms",
+                              mqc_type_name(type), code, mqc_reason_name(code), s->busy_ms);
+    }
+    m->pid = 0; /* a new PUBLISH when it goes again: a new packet id, no DUP */
+    m->state = MS_PENDING | MS_RETRY;
+    if (!s->retry_last) {
+        relay_msg_push_front(&s->pend_head, &s->pend_tail, m);
+    } else {
+        struct relay_msg *a = s->retry_last;
+
+        m->prev = a;
+        m->next = a->next;
+        if (a->next)
+            a->next->prev = m;
+        else
+            s->pend_tail = m;
+        a->next = m;
+    }
+    s->retry_last = m;
 }
 
 int sess_on_ack(struct relay_session *s, uint8_t type, const struct mqc_ack *a, uint64_t now_ms)
@@ -249,28 +364,27 @@ int sess_on_ack(struct relay_session *s, uint8_t type, const struct mqc_ack *a, 
         return sess_peer_error(s, 0x82, what, now_ms);
     }
     relay_msg_unlink(&s->fl_head, &s->fl_tail, m);
+    if (!(m->state & MS_RESENT) && now_ms >= m->sent_ms)
+        relay_rtt_sample(&s->rtt, now_ms - m->sent_ms); /* Karn: never from a resend */
     if (a->code >= 0x80) {
+        int drop = RELAY_DROP_REJECTED;
+        enum answer ans = answer_of(a->code, &drop);
+
         s->slots[pid - 1] = NULL;
         s->slot_state[pid - 1] = SL_FREE;
         relay_window_acked(&s->win);
-        /* "server busy" / "quota exceeded" are worth another try (BifroMQ); the rest say the
-         * broker will never take this message */
-        if (a->code == 0x83 || a->code == 0x97) {
-            relay_log_limited(s->log, now_ms, RELAY_LOG_WARN, s->who,
-                              "broker busy (%s reason 0x%02X): resending in %u ms",
-                              mqc_type_name(type), a->code, RETRY_BUSY_MS);
-            m->pid = 0;
-            m->state = MS_PENDING;
-            relay_msg_push_front(&s->pend_head, &s->pend_tail, m);
-            s->retry_ready_ms = now_ms + RETRY_BUSY_MS;
+        if (ans == ANSWER_RETRY) {
+            retry_later(s, type, a->code, m, now_ms);
             return 0;
         }
         relay_log_limited(s->log, now_ms, RELAY_LOG_WARN, s->who,
-                          "broker refused a message (%s reason 0x%02X); dropped",
-                          mqc_type_name(type), a->code);
-        sess_finish_out(s, m, RELAY_DROP_REJECTED, now_ms);
+                          "broker refused a message (%s reason 0x%02X %s); dropped, counted as %s",
+                          mqc_type_name(type), a->code, mqc_reason_name(a->code),
+                          relay_drop_name((enum relay_drop)drop));
+        sess_finish_out(s, m, drop, now_ms);
         return 0;
     }
+    s->busy_ms = 0; /* taken: the next refusal starts the back-off afresh */
     s->slots[pid - 1] = NULL;
     if (type == MQC_PUBACK) {
         s->slot_state[pid - 1] = SL_FREE;
@@ -294,6 +408,8 @@ size_t relay_session_purge(struct relay_session *s,
         struct relay_msg *next = m->next;
 
         if (!(m->state & MS_RESENT) && pred(m, arg)) {
+            if (m == s->retry_last)
+                s->retry_last = m->prev && (m->prev->state & MS_RETRY) ? m->prev : NULL;
             relay_msg_unlink(&s->pend_head, &s->pend_tail, m);
             if (relay_window_remove(&s->win, m->len) < 0 && s->hooks->window)
                 s->hooks->window(s, -1);

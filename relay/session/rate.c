@@ -1,33 +1,287 @@
-/* rate.c: the pacing of rate_limit. Pure arithmetic over now_ms. */
+/* rate.c: the pace of one connection (see rate.h). Pure arithmetic over now_ms. */
+#include <string.h>
+
 #include "session/rate.h"
 
-void relay_bucket_init(struct relay_bucket *b, uint64_t rate, uint64_t now_ms)
+const char *relay_pace_signal_name(enum relay_pace_signal s)
 {
-    b->rate = rate;
-    b->tokens = rate * 1000; /* start full: one second's worth */
-    b->last_ms = now_ms;
+    static const char *const names[RELAY_PACE_SIG__COUNT] = {
+        "disconnect_0x89", "disconnect_0x93", "disconnect_0x96", "disconnect_0x97",
+        "ack_0x83",        "ack_0x97",        "missing_ack"};
+
+    return (unsigned)s < RELAY_PACE_SIG__COUNT ? names[s] : "unknown";
 }
 
-bool relay_bucket_take(struct relay_bucket *b, uint64_t n, uint64_t now_ms, uint64_t *ready_ms)
+int relay_pace_disconnect_signal(uint8_t code)
 {
-    uint64_t cap, need;
+    switch (code) {
+    case 0x89:
+        return RELAY_PACE_DISCONNECT_89;
+    case 0x93:
+        return RELAY_PACE_DISCONNECT_93;
+    case 0x96:
+        return RELAY_PACE_DISCONNECT_96;
+    case 0x97:
+        return RELAY_PACE_DISCONNECT_97;
+    default:
+        return -1;
+    }
+}
 
-    if (!b->rate)
-        return true;
-    cap = b->rate * 1000;
-    if (now_ms > b->last_ms) {
-        uint64_t add = (now_ms - b->last_ms) * b->rate; /* milli-tokens */
-        b->tokens = add >= cap - b->tokens ? cap : b->tokens + add;
-        b->last_ms = now_ms;
+/* ---- the log: sends per slot over the last window ----------------------------------------- */
+
+static void slog_reset(struct relay_slog *l)
+{
+    memset(l, 0, sizeof(*l));
+}
+
+/* Forgets the slots that are a whole window old at now_ms. */
+static void slog_advance(struct relay_slog *l, uint64_t now_ms)
+{
+    uint64_t cur = now_ms / RELAY_PACE_SLOT_MS, d;
+
+    if (cur <= l->slot)
+        return;
+    d = cur - l->slot;
+    if (d >= RELAY_PACE_SLOTS) {
+        memset(l->n, 0, sizeof(l->n));
+        l->sum = 0;
+    } else {
+        for (uint64_t i = 1; i <= d; i++) {
+            uint64_t *c = &l->n[(l->slot + i) % RELAY_PACE_SLOTS];
+
+            l->sum -= *c;
+            *c = 0;
+        }
     }
-    need = n * 1000;
-    if (need > cap)
-        need = cap; /* a single unit larger than the burst passes when the bucket is full */
-    if (b->tokens >= need) {
-        b->tokens -= need;
-        return true;
+    l->slot = cur;
+}
+
+static void slog_add(struct relay_slog *l, uint64_t amount)
+{
+    l->n[l->slot % RELAY_PACE_SLOTS] += amount;
+    l->sum += amount;
+}
+
+/* When amount more fits under limit (or the log is empty, for an amount above the limit):
+ * the time the oldest slots drop out. Only called when it does not fit now. */
+static uint64_t slog_ready(const struct relay_slog *l, uint64_t amount, uint64_t limit)
+{
+    uint64_t left = l->sum;
+    int64_t s0 = (int64_t)l->slot - (int64_t)RELAY_PACE_SLOTS + 1;
+
+    for (int64_t s = s0; s <= (int64_t)l->slot; s++) {
+        if (s >= 0)
+            left -= l->n[(uint64_t)s % RELAY_PACE_SLOTS];
+        if (left == 0 || left + amount <= limit)
+            return (uint64_t)(s + (int64_t)RELAY_PACE_SLOTS) * RELAY_PACE_SLOT_MS;
     }
-    if (ready_ms)
-        *ready_ms = now_ms + (need - b->tokens + b->rate - 1) / b->rate;
-    return false;
+    return (l->slot + RELAY_PACE_SLOTS) * RELAY_PACE_SLOT_MS; /* not reached */
+}
+
+/* ---- the pace ----------------------------------------------------------------------------- */
+
+void relay_pace_init(struct relay_pace *p, uint64_t msgs, uint64_t bytes)
+{
+    memset(p, 0, sizeof(*p));
+    p->cap_msgs = msgs;
+    p->cap_bytes = bytes;
+}
+
+void relay_pace_configure(struct relay_pace *p, uint64_t msgs, uint64_t bytes)
+{
+    p->cap_msgs = msgs; /* the lower of it and what was learned governs */
+    p->cap_bytes = bytes;
+}
+
+void relay_pace_link(struct relay_pace *p, uint64_t now_ms)
+{
+    p->link_ms = now_ms;
+    p->win_k = 0;
+    p->win_n = 0;
+    slog_reset(&p->msgs);
+    slog_reset(&p->bytes);
+}
+
+uint64_t relay_pace_limit(const struct relay_pace *p)
+{
+    if (!p->learned)
+        return p->cap_msgs;
+    if (!p->cap_msgs)
+        return p->learned;
+    return p->learned < p->cap_msgs ? p->learned : p->cap_msgs;
+}
+
+/* Additive increase: after a quiet period, 2 % a second up to the estimate of the broker's
+ * count; after a long quiet one, beyond it. Back at the configured limit (or past any sensible
+ * pace when none is configured), what was learned is forgotten. */
+static void raise_pace(struct relay_pace *p, uint64_t now_ms)
+{
+    uint64_t step;
+
+    if (!p->learned || now_ms < p->last_signal_ms + RELAY_PACE_QUIET_MS ||
+        now_ms < p->raised_ms + RELAY_PACE_RAISE_MS)
+        return;
+    p->raised_ms = now_ms;
+    if (p->ceiling && p->learned >= p->ceiling) {
+        if (now_ms >= p->last_signal_ms + RELAY_PACE_PROBE_MS)
+            p->ceiling = 0;
+        return;
+    }
+    step = p->learned / 50u;
+    p->learned += step ? step : 1u;
+    if (p->ceiling && p->learned > p->ceiling)
+        p->learned = p->ceiling;
+    if ((p->cap_msgs && p->learned >= p->cap_msgs) || p->learned > RELAY_PACE_UNLIMITED) {
+        p->learned = 0;
+        p->ceiling = 0;
+    }
+}
+
+static uint64_t ceil_ms(uint64_t us)
+{
+    return (us + 999u) / 1000u;
+}
+
+bool relay_pace_take(struct relay_pace *p, uint64_t len, uint64_t now_ms, uint64_t *ready_ms,
+                     uint32_t *nth)
+{
+    const uint64_t now_us = now_ms * 1000u, win_us = (uint64_t)RELAY_PACE_WINDOW_MS * 1000u;
+    uint64_t lim, iv_m = 0, iv_b = 0, ready = 0, k;
+    bool wait = false;
+
+    raise_pace(p, now_ms);
+    lim = relay_pace_limit(p);
+    slog_advance(&p->msgs, now_ms);
+    if (lim) {
+        uint64_t tol;
+
+        iv_m = win_us / lim;
+        /* a few messages; at high rates at least 2 ms' worth, or millisecond ticks (now_ms)
+         * would lose the spacing's fractions */
+        tol = RELAY_PACE_BURST * iv_m < 2000u ? 2000u : RELAY_PACE_BURST * iv_m;
+        if (p->tat_m_us > now_us + tol) {
+            wait = true;
+            ready = ceil_ms(p->tat_m_us - tol);
+        }
+        if (p->msgs.sum + 1u > lim) {
+            uint64_t r = slog_ready(&p->msgs, 1u, lim);
+
+            wait = true;
+            ready = r > ready ? r : ready;
+        }
+    }
+    if (p->cap_bytes) {
+        const uint64_t tol = RELAY_PACE_BYTES_BURST_MS * 1000u;
+
+        slog_advance(&p->bytes, now_ms);
+        iv_b = len * win_us / p->cap_bytes;
+        if (p->tat_b_us > now_us + tol) {
+            wait = true;
+            ready = ceil_ms(p->tat_b_us - tol) > ready ? ceil_ms(p->tat_b_us - tol) : ready;
+        }
+        if (p->bytes.sum && p->bytes.sum + len > p->cap_bytes) {
+            uint64_t r = slog_ready(&p->bytes, len, p->cap_bytes);
+
+            wait = true;
+            ready = r > ready ? r : ready;
+        }
+    }
+    if (wait) {
+        if (ready_ms)
+            *ready_ms = ready > now_ms ? ready : now_ms + 1u;
+        return false;
+    }
+    if (lim)
+        p->tat_m_us = (p->tat_m_us > now_us ? p->tat_m_us : now_us) + iv_m;
+    if (p->cap_bytes) {
+        p->tat_b_us = (p->tat_b_us > now_us ? p->tat_b_us : now_us) + iv_b;
+        slog_add(&p->bytes, len);
+    }
+    slog_add(&p->msgs, 1u); /* always: what we sent is what a signal is measured against */
+    k = now_ms > p->link_ms ? (now_ms - p->link_ms) / 1000u : 0;
+    if (k != p->win_k) {
+        p->win_k = k;
+        p->win_n = 0;
+    }
+    if (nth)
+        *nth = p->win_n > UINT32_MAX - 1u ? UINT32_MAX - 1u : (uint32_t)p->win_n;
+    p->win_n++;
+    return true;
+}
+
+bool relay_pace_signal(struct relay_pace *p, enum relay_pace_signal sig, uint32_t nth,
+                       uint64_t sent_ms, uint64_t now_ms)
+{
+    uint64_t cur, nw;
+    bool known;
+
+    if ((unsigned)sig >= RELAY_PACE_SIG__COUNT)
+        return false;
+    if (p->last_signal_ms && sent_ms <= p->last_signal_ms)
+        return false; /* sent before we slowed down: the same verdict again */
+    if (nth == 0)
+        return false; /* the first of its second: not our pace that is the matter */
+    cur = relay_pace_limit(p);
+    slog_advance(&p->msgs, now_ms);
+    known = nth != UINT32_MAX;
+    if (!cur) {
+        /* no limit yet: the broker's count is the first estimate (the sends in our log may be
+         * gone already: BifroMQ delays its verdict by up to 5 s) */
+        nw = known ? nth : p->msgs.sum / 2u;
+        if (!nw)
+            return false; /* we had sent (next to) nothing: not our pace that is the matter */
+        p->ceiling = nw;
+    } else {
+        /* at least 10 % less than the pace we were at (multiplicative decrease), and no more
+         * than the broker took in its second before it said no */
+        nw = cur - cur / 10u;
+        if (nw >= cur && cur > 1)
+            nw = cur - 1u;
+        if (known && nth < nw)
+            nw = nth;
+        if (!known)
+            nw = cur / 2u; /* nothing to estimate from (QoS 0 only, nothing in flight): halve */
+        /* rising stops just under where it tripped (a trip at our own pace, bunching on the
+         * way, creeps down by one each time instead of cycling) */
+        p->ceiling = known ? (nth < cur ? nth : cur - 1u) : cur - cur / 4u;
+    }
+    if (!nw)
+        nw = 1;
+    if (p->ceiling < nw)
+        p->ceiling = nw;
+    p->learned = nw;
+    p->last_signal_ms = now_ms;
+    p->raised_ms = now_ms;
+    p->signals[sig]++;
+    return true;
+}
+
+/* ---- the round trip ----------------------------------------------------------------------- */
+
+void relay_rtt_sample(struct relay_rtt *r, uint64_t ms)
+{
+    uint32_t m = ms > 3600000u ? 3600000u : (uint32_t)ms, d;
+
+    if (!r->have) {
+        r->srtt = m;
+        r->rttvar = m / 2u;
+        r->have = true;
+        return;
+    }
+    d = r->srtt > m ? r->srtt - m : m - r->srtt;
+    r->rttvar = (3u * r->rttvar + d) / 4u;
+    r->srtt = (7u * r->srtt + m) / 8u;
+}
+
+uint64_t relay_rtt_timeout(const struct relay_rtt *r, uint64_t floor_ms, uint64_t cap_ms)
+{
+    uint64_t t;
+
+    if (!r->have)
+        return cap_ms;
+    t = 2u * (uint64_t)r->srtt + 4u * (uint64_t)r->rttvar;
+    if (t < floor_ms)
+        t = floor_ms;
+    return t < cap_ms ? t : cap_ms;
 }

@@ -6,22 +6,13 @@
  * comes in as now_ms.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "session/internal.h"
-
-#define SUB_PID_BASE 64512u /* SUBSCRIBE ids live above every PUBLISH id */
-#define SUB_PID_COUNT 1023u
-#define MAX_PUB_SLOTS (SUB_PID_BASE - 1u)
-#define CONNACK_TIMEOUT_MS 10000u
-#define CLOSE_FLUSH_MS 1000u
-#define RETRY_BUSY_MS 1000u
-#define DEFAULT_INFLIGHT_V3 20u
-#define RX_MIN 4096u
-#define RX_HARD_CAP (16u * 1024u * 1024u) /* deferred PUBLISHes past this: reconnect */
 
 /* ---- small helpers ---------------------------------------------------------------------- */
 
@@ -128,13 +119,22 @@ int relay_session_new(const struct relay_session_cfg *cfg, const struct relay_se
     s->in_free = calloc(s->in_cap, sizeof(*s->in_free));
     s->in_map = calloc(65536, sizeof(*s->in_map));
     s->subq = calloc(SUB_PID_COUNT, sizeof(*s->subq));
-    if (!s->in || !s->in_order || !s->in_free || !s->in_map || !s->subq) {
+    if (!cfg->pace)
+        s->own_pace = calloc(1, sizeof(*s->own_pace));
+    if (cfg->topic_aliases) {
+        s->alias.ent = calloc(cfg->topic_aliases, sizeof(*s->alias.ent));
+        s->alias.cap = s->alias.ent ? cfg->topic_aliases : 0;
+    }
+    if (!s->in || !s->in_order || !s->in_free || !s->in_map || !s->subq ||
+        (!cfg->pace && !s->own_pace) || (cfg->topic_aliases && !s->alias.ent)) {
         relay_session_free(s);
         return -ENOMEM;
     }
     for (uint16_t i = 0; i < s->in_cap; i++)
         s->in_free[s->in_nfree++] = (uint16_t)(s->in_cap - 1u - i);
     relay_window_init(&s->win, DEFAULT_INFLIGHT_V3, RELAY_WINDOW_HIGH, RELAY_WINDOW_LOW);
+    if (s->own_pace)
+        relay_pace_init(s->own_pace, cfg->rate_messages, cfg->rate_bytes);
     relay_session_reconfigure(s, 0);
     s->next_pid = 1;
     s->peer_max_qos = 2;
@@ -161,13 +161,16 @@ void relay_session_free(struct relay_session *s)
     free(s->in_free);
     free(s->in_map);
     free(s->subq);
+    free(s->own_pace);
+    sess_alias_free(s);
     free(s);
 }
 
 void relay_session_reconfigure(struct relay_session *s, uint64_t now_ms)
 {
-    relay_bucket_init(&s->rate_bytes, s->cfg->rate_bytes, now_ms);
-    relay_bucket_init(&s->rate_msgs, s->cfg->rate_messages, now_ms);
+    (void)now_ms;
+    s->pace = s->cfg->pace ? s->cfg->pace : s->own_pace;
+    relay_pace_configure(s->pace, s->cfg->rate_messages, s->cfg->rate_bytes);
 }
 
 int relay_session_open(struct relay_session *s, uint64_t now_ms)
@@ -186,11 +189,15 @@ int relay_session_open(struct relay_session *s, uint64_t now_ms)
     memset(s->subq, 0, SUB_PID_COUNT * sizeof(*s->subq));
     s->why[0] = '\0';
     s->end = RELAY_END_FAILURE;
+    relay_pace_link(s->pace, now_ms);
+    sess_alias_reset(s);
     return sess_queue_connect(s);
 }
 
 void relay_session_closed(struct relay_session *s, uint64_t now_ms)
 {
+    struct relay_msg *last;
+
     (void)now_ms;
     /* closed by the broker while waiting for CONNACK, with no reason of ours: to a CONNECT with
      * the bridge bit, that is how BifroMQ and RabbitMQ refuse the bit */
@@ -204,19 +211,29 @@ void relay_session_closed(struct relay_session *s, uint64_t now_ms)
     s->ping_out = false;
     s->sub_pending = 0;
     s->rx_paused = false;
-    if (s->tx_msg && s->tx_msg->qos == 0) /* half-written QoS 0: send it again whole */
-        relay_msg_push_front(&s->pend_head, &s->pend_tail, s->tx_msg);
-    s->tx_msg = NULL;
-    /* unacknowledged PUBLISHes go back to the head of the queue, in their original order, with
-     * their packet identifiers: they are resent (DUP) after the next CONNACK */
-    while (s->fl_tail) {
-        struct relay_msg *m = s->fl_tail;
+    /* unacknowledged PUBLISHes go back to the head of the queue (after the busy-refused ones,
+     * sent before them), in their original order, with their packet identifiers: they are resent
+     * (DUP) after the next CONNACK; a half-written QoS 0 one follows them, to go again whole */
+    last = sess_requeue_inflight(s);
+    if (s->tx_msg && s->tx_msg->qos == 0) {
+        struct relay_msg *m = s->tx_msg;
 
-        relay_msg_unlink(&s->fl_head, &s->fl_tail, m);
-        m->state = MS_PENDING | MS_RESENT;
-        relay_msg_push_front(&s->pend_head, &s->pend_tail, m);
+        if (!last) {
+            relay_msg_push_front(&s->pend_head, &s->pend_tail, m);
+        } else {
+            m->prev = last;
+            m->next = last->next;
+            if (last->next)
+                last->next->prev = m;
+            else
+                s->pend_tail = m;
+            last->next = m;
+        }
     }
+    s->tx_msg = NULL;
     s->win.inflight = 0;
+    s->retry_ready_ms = 0; /* the broker forgot it was busy with us: the new link starts afresh */
+    sess_alias_reset(s);
     sess_in_reset(s);
 }
 
@@ -297,14 +314,27 @@ static int handle(struct relay_session *s, const uint8_t *buf, size_t len, uint6
     case MQC_DISCONNECT: {
         struct mqc_prop p;
         const char *reason = "";
-        int rlen = 0;
+        int rlen = 0, sig;
 
         if (mqc_props_find(&pkt.u.reason.props, MQC_PROP_REASON_STRING, &p) == MQC_OK) {
             reason = (const char *)p.str.p;
             rlen = (int)p.str.len;
         }
-        sess_set_why(s, "broker sent DISCONNECT (reason 0x%02X%s%.*s)", pkt.u.reason.code,
-                     rlen ? ": " : "", rlen, reason);
+        sig = relay_pace_disconnect_signal(pkt.u.reason.code);
+        if (sig >= 0 && s->state >= RELAY_SS_SUBSCRIBING) {
+            /* a verdict on our pace, not a broken link: slower, and at once again */
+            bool lowered = sess_pace_signal(s, (enum relay_pace_signal)sig, NULL, now_ms);
+
+            s->end = RELAY_END_PACE;
+            sess_set_why(
+                s,
+                "broker sent DISCONNECT (reason 0x%02X %s%s%.*s): pace %s %" PRIu64 " messages/s",
+                pkt.u.reason.code, mqc_reason_name(pkt.u.reason.code), rlen ? ": " : "", rlen,
+                reason, lowered ? "lowered to" : "stays at", relay_pace_limit(s->pace));
+        } else {
+            sess_set_why(s, "broker sent DISCONNECT (reason 0x%02X%s%.*s)", pkt.u.reason.code,
+                         rlen ? ": " : "", rlen, reason);
+        }
         s->state = RELAY_SS_CLOSING; /* nothing more to send on this link */
         s->ctl_len = s->ctl_off = 0;
         return -ECONNRESET;
@@ -488,14 +518,14 @@ int relay_session_next_tx(struct relay_session *s, uint8_t *out, size_t cap, siz
     /* a PUBLISH larger than one write continues first: nothing may cut into it */
     if (s->tx_msg) {
         struct relay_msg *m = s->tx_msg;
-        size_t k = m->len - s->tx_off;
+        size_t k = s->tx_wire.len - s->tx_off;
 
         if (k > cap)
             k = cap;
-        memcpy(out, m->data + s->tx_off, k);
+        sess_wire_copy(&s->tx_wire, m, s->tx_off, out, (uint32_t)k);
         s->tx_off += (uint32_t)k;
         n = k;
-        if (s->tx_off == m->len) {
+        if (s->tx_off == s->tx_wire.len) {
             s->tx_msg = NULL;
             sent_whole(s, m, now_ms);
         }
@@ -512,18 +542,23 @@ int relay_session_next_tx(struct relay_session *s, uint8_t *out, size_t cap, siz
             s->ctl_off = s->ctl_len = 0;
     }
     while (!s->tx_msg && s->ctl_len == 0 && n < cap) {
-        struct relay_msg *m = sess_take_next(s, now_ms);
+        struct sess_wire w;
+        struct relay_msg *m = sess_take_next(s, now_ms, &w);
         size_t k;
 
         if (!m)
             break;
-        k = m->len;
+        k = w.len;
         if (k > cap - n) {
             k = cap - n;
             s->tx_msg = m;
             s->tx_off = (uint32_t)k;
+            s->tx_wire = w;
         }
-        memcpy(out + n, m->data, k);
+        if (w.nseg == 1 && !w.seg[0].own)
+            memcpy(out + n, m->data, k); /* no alias: the bytes as encoded */
+        else
+            sess_wire_copy(&w, m, 0, out + n, (uint32_t)k);
         n += k;
         if (!s->tx_msg)
             sent_whole(s, m, now_ms);
@@ -555,6 +590,17 @@ static uint64_t ping_due(const struct relay_session *s)
     return last + (uint64_t)s->keepalive * 750u;
 }
 
+/* How long an acknowledgement may take before the link is given up on. MQTT 5 brokers say
+ * when we are too fast; a 3.x broker past its rate (BifroMQ) drops the PUBLISH silently, so
+ * there a missing acknowledgement is noticed after a few round trips (at least
+ * V3_ACK_FLOOR_MS), not after the whole ack_timeout, and is a verdict on our pace. */
+static uint64_t ack_wait(const struct relay_session *s)
+{
+    if (s->cfg->version == MQC_V5)
+        return s->cfg->ack_timeout_ms;
+    return relay_rtt_timeout(&s->rtt, V3_ACK_FLOOR_MS, s->cfg->ack_timeout_ms);
+}
+
 uint64_t relay_session_deadline(const struct relay_session *s)
 {
     uint64_t d = 0;
@@ -578,7 +624,7 @@ uint64_t relay_session_deadline(const struct relay_session *s)
             d = s->ping_sent_ms + (uint64_t)s->keepalive * 1000u;
     }
     if (s->fl_head && s->cfg->ack_timeout_ms)
-        d = earliest(d, s->fl_head->sent_ms + s->cfg->ack_timeout_ms);
+        d = earliest(d, s->fl_head->sent_ms + ack_wait(s));
     if (s->pend_head) {
         if (s->rate_ready_ms)
             d = earliest(d, s->rate_ready_ms);
@@ -636,10 +682,25 @@ int relay_session_tick(struct relay_session *s, uint64_t now_ms)
     }
     if (s->rx_paused)
         return 0; /* not reading: no acknowledgement can arrive, so none is missing */
-    if (s->fl_head && s->cfg->ack_timeout_ms &&
-        now_ms >= s->fl_head->sent_ms + s->cfg->ack_timeout_ms) {
-        sess_set_why(s, "no acknowledgement for packet id %u within %u ms: reconnecting to resend",
-                     s->fl_head->pid, s->cfg->ack_timeout_ms);
+    if (s->fl_head && s->cfg->ack_timeout_ms && now_ms >= s->fl_head->sent_ms + ack_wait(s)) {
+        uint64_t wait = ack_wait(s);
+
+        if (s->cfg->version != MQC_V5) {
+            bool lowered = sess_pace_signal(s, RELAY_PACE_NO_ACK, NULL, now_ms);
+
+            s->end = RELAY_END_PACE;
+            sess_set_why(s,
+                         "no acknowledgement for packet id %u within %" PRIu64
+                         " ms (round trip %u ms; an MQTT 3.x broker drops what exceeds its "
+                         "rate silently): pace %s %" PRIu64 " messages/s, reconnecting to resend",
+                         s->fl_head->pid, wait, s->rtt.srtt, lowered ? "lowered to" : "stays at",
+                         relay_pace_limit(s->pace));
+        } else {
+            sess_set_why(s,
+                         "no acknowledgement for packet id %u within %" PRIu64
+                         " ms: reconnecting to resend",
+                         s->fl_head->pid, wait);
+        }
         return -ETIMEDOUT;
     }
     return 0;
@@ -732,4 +793,14 @@ bool relay_session_drained(const struct relay_session *s)
 uint64_t relay_session_packets_in(const struct relay_session *s)
 {
     return s->packets_in;
+}
+
+const struct relay_pace *relay_session_pace(const struct relay_session *s)
+{
+    return s->pace;
+}
+
+uint16_t relay_session_topic_aliases(const struct relay_session *s)
+{
+    return s->alias.max;
 }

@@ -40,6 +40,10 @@ struct relay_session_cfg {
     uint32_t ack_timeout_ms;
     uint64_t rate_bytes, rate_messages;
     const char *will_topic; /* status topic: Will "offline", "online" published once up */
+    /* The pace (rate.h), owned by the caller so that what the broker taught it outlives the
+     * session's links and the session itself; NULL: the session keeps its own. */
+    struct relay_pace *pace;
+    uint16_t topic_aliases; /* 5.0: topic aliases we use, at most the broker's maximum; 0 none */
 };
 
 /* One broker link's client state: opaque, reached through the functions below. */
@@ -147,7 +151,10 @@ const char *relay_session_why(const struct relay_session *s);
 /* How the last link ended: a failure, or the 3.x bridge bit refused: CONNACK 1 answered a
  * CONNECT that had it, or the broker closed the link before any CONNACK (BifroMQ, RabbitMQ).
  * The owner may then connect again at once without it (cfg->try_bridge). */
-enum relay_session_end { RELAY_END_FAILURE = 0, RELAY_END_BRIDGE_REFUSED };
+/* RELAY_END_PACE: the broker said we were too fast (DISCONNECT 0x89 / 0x93 / 0x96 / 0x97, or at
+ * 3.x an acknowledgement missing past the round-trip timeout): the pace was lowered, and the
+ * owner may connect again at once. */
+enum relay_session_end { RELAY_END_FAILURE = 0, RELAY_END_BRIDGE_REFUSED, RELAY_END_PACE };
 enum relay_session_end relay_session_end(const struct relay_session *s);
 /* The owner has logged why (relay_session_why() turns ""). */
 void relay_session_forget_why(struct relay_session *s);
@@ -170,5 +177,9 @@ bool relay_session_rx_full(const struct relay_session *s);
 bool relay_session_drained(const struct relay_session *s);
 /* Packets handled since the session was made (the transport's read batching takes differences). */
 uint64_t relay_session_packets_in(const struct relay_session *s);
+/* The pace in use (cfg->pace or the session's own). */
+const struct relay_pace *relay_session_pace(const struct relay_session *s);
+/* Topic aliases usable on this link (min of cfg->topic_aliases and the broker's maximum). */
+uint16_t relay_session_topic_aliases(const struct relay_session *s);
 
 #endif

@@ -9,8 +9,9 @@ static const size_t msg_class[2] = {256, 2048}; /* packet bytes each class holds
 
 const char *relay_drop_name(enum relay_drop d)
 {
-    static const char *const names[RELAY_DROP__COUNT] = {"loop",      "expired",       "too_large",
-                                                         "bad_topic", "qos0_overflow", "rejected"};
+    static const char *const names[RELAY_DROP__COUNT] = {
+        "loop",     "expired",        "too_large",     "bad_topic",      "qos0_overflow",
+        "rejected", "not_authorized", "topic_invalid", "payload_invalid"};
 
     return (unsigned)d < RELAY_DROP__COUNT ? names[d] : "unknown";
 }

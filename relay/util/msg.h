@@ -32,6 +32,7 @@ struct relay_msg {
     uint32_t expiry_off; /* offset of its 4 value bytes in data; 0 = none */
     uint32_t pid_off;    /* offset of the packet identifier; 0 for QoS 0 */
     uint32_t len;        /* bytes in data */
+    uint32_t nth;        /* the session's: sends before it in the broker's second (rate.h) */
     uint64_t spool_seq;  /* record number in the destination's spool; 0 = not spooled */
     uint16_t pid;        /* 0 until it enters the window */
     uint16_t conn;       /* the pool connection it is for (spool records) */
@@ -48,7 +49,14 @@ enum relay_drop {
     RELAY_DROP_TOO_LARGE,
     RELAY_DROP_BAD_TOPIC,
     RELAY_DROP_QOS0_OVERFLOW,
-    RELAY_DROP_REJECTED, /* the destination refused it (PUBACK/PUBREC reason code >= 0x80) */
+    RELAY_DROP_REJECTED, /* the destination refused it (PUBACK/PUBREC reason code >= 0x80 with
+                            no reason of its own below: 0x80, 0x91, ...) */
+    /* what the destination's PUBACK/PUBREC said (the answer policy, session/outbox.c); the
+     * labels are stable (/metrics), and every reason from RELAY_DROP_REJECTED on is a refusal
+     * by the destination (core/forward.c leaves their log line to the session) */
+    RELAY_DROP_NOT_AUTHORIZED,  /* 0x87 */
+    RELAY_DROP_TOPIC_INVALID,   /* 0x90 */
+    RELAY_DROP_PAYLOAD_INVALID, /* 0x99 */
     RELAY_DROP__COUNT
 };
 const char *relay_drop_name(enum relay_drop d);

@@ -3,6 +3,7 @@
 # relay_tests.cmake, whose relay_unit_test() they use.
 relay_unit_test(test_session LIBS relay_session)
 relay_unit_test(test_window LIBS relay_session)
+relay_unit_test(test_rate LIBS relay_session)
 relay_unit_test(test_relay ${CMAKE_CURRENT_LIST_DIR}/fake_io.c LIBS relay_core relay_conf)
 relay_unit_test(test_mosquitto LIBS relay_conf)
 relay_unit_test(test_spool LIBS relay_store)

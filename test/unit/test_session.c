@@ -97,6 +97,7 @@ static struct relay_log LOG;
 
 struct fx {
     struct relay_session_cfg cfg;
+    struct relay_pace pace; /* the owner's, as the core's connection keeps it */
     struct relay_session *s;
     struct relay_sub subs[12];
     char filters[12][16];
@@ -117,7 +118,9 @@ static struct fx *fx_new(uint8_t version, uint16_t recv_max, size_t nsubs)
         .receive_maximum = recv_max,
         .max_packet_size = 262144,
         .ack_timeout_ms = 20000,
+        .pace = &f->pace,
     };
+    relay_pace_init(&f->pace, 0, 0);
     for (size_t i = 0; i < nsubs; i++) {
         snprintf(f->filters[i], sizeof(f->filters[i]), "f/%zu/#", i);
         f->subs[i] = (struct relay_sub){f->filters[i], 1, (uint32_t)i + 1};
@@ -952,7 +955,7 @@ static void busy_is_retried_rejected_is_dropped(void **st)
     assert_int_equal(packets(f, out, n, pk, 4), 1);
     assert_int_equal(pk[0].type, MQC_PUBLISH);
     assert_int_equal(feed_ack(f, MQC_PUBACK, pk[0].u.publish.packet_id, 0x87), 0);
-    assert_int_equal(R.done_drop[RELAY_DROP_REJECTED], 1);
+    assert_int_equal(R.done_drop[RELAY_DROP_NOT_AUTHORIZED], 1);
     fx_free(f);
 }
 
@@ -1059,6 +1062,418 @@ static void window_marks_report(void **st)
     fx_free(f);
 }
 
+/* ---- pacing, the answer policy, topic aliases ------------------------------------------- */
+
+static struct relay_msg *make_msg_p(uint8_t version, const char *topic, uint8_t qos,
+                                    const char *payload)
+{
+    struct mqc_publish p = {.qos = qos, .packet_id = qos ? 1 : 0};
+    size_t size, written, pid_off = 0;
+    struct relay_msg *m;
+
+    p.topic = (struct mqc_bytes){(const uint8_t *)topic, strlen(topic)};
+    p.payload = (struct mqc_bytes){(const uint8_t *)payload, strlen(payload)};
+    assert_int_equal(mqc_size_publish(&p, version, &size), MQC_OK);
+    m = calloc(1, sizeof(*m) + size);
+    assert_int_equal(mqc_encode_publish(&p, version, m->data, size, &written, &pid_off), MQC_OK);
+    m->len = (uint32_t)written;
+    m->qos = qos;
+    m->pid_off = qos ? (uint32_t)pid_off : 0;
+    m->route = UINT32_MAX;
+    return m;
+}
+
+/* The payloads of the PUBLISHes in pk[0..n), as one string "p0 p1 ..." */
+static void payloads(const struct mqc_packet *pk, int n, char *out, size_t cap)
+{
+    size_t o = 0;
+
+    out[0] = '\0';
+    for (int i = 0; i < n && o + 1 < cap; i++)
+        if (pk[i].type == MQC_PUBLISH)
+            o += (size_t)snprintf(out + o, cap - o, "%s%.*s", o ? " " : "",
+                                  (int)pk[i].u.publish.payload.len,
+                                  (const char *)pk[i].u.publish.payload.p);
+}
+
+/* Each PUBACK / PUBREC reason code: delivered, retried later, or dropped by reason. */
+static void answer_policy(void **st)
+{
+    static const struct {
+        uint8_t code;
+        int drop; /* -1 delivered, -2 retried */
+    } table[] = {
+        {0x00, -1},
+        {0x10, -1},
+        {0x83, -2},
+        {0x97, -2},
+        {0x80, RELAY_DROP_REJECTED},
+        {0x87, RELAY_DROP_NOT_AUTHORIZED},
+        {0x90, RELAY_DROP_TOPIC_INVALID},
+        {0x91, RELAY_DROP_REJECTED},
+        {0x99, RELAY_DROP_PAYLOAD_INVALID},
+    };
+
+    (void)st;
+    for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+        for (uint8_t qos = 1; qos <= 2; qos++) {
+            struct fx *f = fx_new(MQC_V5, 64, 0);
+            uint8_t out[4096];
+            struct mqc_packet pk[4];
+            size_t n;
+
+            bring_up(f, false, NULL, 0);
+            relay_session_enqueue(f->s, make_msg(MQC_V5, "answer/topic", qos), f->now);
+            n = drain_tx(f, out, sizeof(out));
+            assert_int_equal(packets(f, out, n, pk, 4), 1);
+            assert_int_equal(feed_ack(f, qos == 1 ? MQC_PUBACK : MQC_PUBREC,
+                                      pk[0].u.publish.packet_id, table[i].code),
+                             0);
+            n = drain_tx(f, out, sizeof(out));
+            if (table[i].drop == -1) {
+                /* QoS 1 done; QoS 2 goes on with PUBREL and is finished for us */
+                assert_int_equal(R.done_ok, 1);
+                if (qos == 2) {
+                    assert_int_equal(packets(f, out, n, pk, 4), 1);
+                    assert_int_equal(pk[0].type, MQC_PUBREL);
+                }
+            } else if (table[i].drop == -2) {
+                assert_int_equal(n, 0); /* not at once */
+                assert_int_equal(R.done_ok, 0);
+                f->now += 300;
+                relay_session_tick(f->s, f->now);
+                n = drain_tx(f, out, sizeof(out));
+                assert_int_equal(packets(f, out, n, pk, 4), 1);
+                assert_int_equal(pk[0].type, MQC_PUBLISH);
+                assert_false(pk[0].u.publish.dup); /* a new PUBLISH, a new packet id */
+                assert_int_equal(
+                    feed_ack(f, qos == 1 ? MQC_PUBACK : MQC_PUBREC, pk[0].u.publish.packet_id, 0),
+                    0);
+                assert_int_equal(R.done_ok, 1);
+            } else {
+                assert_int_equal(R.done_drop[table[i].drop], 1);
+                assert_int_equal(R.done_ok, 0);
+                assert_int_equal(n, 0); /* no PUBREL for a refused QoS 2 */
+            }
+            assert_int_equal(relay_session_state(f->s), RELAY_SS_UP);
+            fx_free(f);
+        }
+    }
+    assert_string_equal(relay_drop_name(RELAY_DROP_NOT_AUTHORIZED), "not_authorized");
+    assert_string_equal(relay_drop_name(RELAY_DROP_TOPIC_INVALID), "topic_invalid");
+    assert_string_equal(relay_drop_name(RELAY_DROP_PAYLOAD_INVALID), "payload_invalid");
+}
+
+/* "Busy" answers: the refused messages go again in their original order, ahead of everything
+ * not yet sent; what the broker accepted in between (pipelined) was delivered; after a lost
+ * link the ones still in flight follow the refused ones. */
+static void busy_keeps_order(void **st)
+{
+    struct fx *f = fx_new(MQC_V5, 64, 0);
+    uint8_t out[4096];
+    struct mqc_packet pk[16];
+    char got[128];
+    size_t n;
+    uint16_t pid[6];
+    int np;
+
+    (void)st;
+    bring_up(f, false, NULL, 0);
+    for (int i = 0; i < 6; i++) {
+        char pl[8];
+
+        snprintf(pl, sizeof(pl), "m%d", i);
+        relay_session_enqueue(f->s, make_msg_p(MQC_V5, "same/topic", 1, pl), f->now);
+    }
+    n = drain_tx(f, out, sizeof(out));
+    assert_int_equal(packets(f, out, n, pk, 16), 6);
+    for (int i = 0; i < 6; i++)
+        pid[i] = pk[i].u.publish.packet_id;
+    relay_session_enqueue(f->s, make_msg_p(MQC_V5, "same/topic", 1, "m6"), f->now);
+    assert_int_equal(feed_ack(f, MQC_PUBACK, pid[0], 0x97), 0);
+    assert_int_equal(feed_ack(f, MQC_PUBACK, pid[1], 0x97), 0);
+    assert_int_equal(feed_ack(f, MQC_PUBACK, pid[2], 0x00), 0); /* the broker took m2 */
+    assert_int_equal(feed_ack(f, MQC_PUBACK, pid[3], 0x97), 0);
+    assert_int_equal(R.done_ok, 1);
+    assert_int_equal(drain_tx(f, out, sizeof(out)), 0); /* backing off */
+    relay_pace_init(&f->pace, 0, 0); /* the order is the point here, not the pace */
+    /* the link is lost with m4, m5 in flight: m0 m1 m3, then m4 m5, then m6 */
+    relay_session_closed(f->s, f->now);
+    f->now += 500;
+    bring_up(f, true, NULL, 0);
+    n = drain_tx(f, out, sizeof(out));
+    np = packets(f, out, n, pk, 16);
+    payloads(pk, np, got, sizeof(got));
+    assert_string_equal(got, "m0 m1 m3 m4 m5 m6");
+    assert_false(pk[0].u.publish.dup); /* refused: new PUBLISHes */
+    assert_false(pk[2].u.publish.dup);
+    assert_true(pk[3].u.publish.dup); /* m4: unacknowledged on the old link */
+    assert_int_equal(pk[3].u.publish.packet_id, pid[4]);
+    /* busy again for all but m6: the same order once more, after the back-off */
+    for (int i = 0; i < np - 1; i++)
+        assert_int_equal(feed_ack(f, MQC_PUBACK, pk[i].u.publish.packet_id, 0x83), 0);
+    assert_int_equal(feed_ack(f, MQC_PUBACK, pk[np - 1].u.publish.packet_id, 0), 0);
+    assert_int_equal(drain_tx(f, out, sizeof(out)), 0);
+    relay_pace_init(&f->pace, 0, 0);
+    f->now += 10000;
+    relay_session_tick(f->s, f->now);
+    n = drain_tx(f, out, sizeof(out));
+    np = packets(f, out, n, pk, 16);
+    payloads(pk, np, got, sizeof(got));
+    assert_string_equal(got, "m0 m1 m3 m4 m5");
+    fx_free(f);
+}
+
+/* The back-off doubles per round of refusals (one round: the messages sent before it began). */
+static void busy_backoff_grows_per_round(void **st)
+{
+    struct fx *f = fx_new(MQC_V5, 64, 0);
+    uint8_t out[4096];
+    struct mqc_packet pk[16];
+    size_t n;
+    uint64_t waits[4];
+
+    (void)st;
+    bring_up(f, false, NULL, 0);
+    for (int i = 0; i < 3; i++)
+        relay_session_enqueue(f->s, make_msg(MQC_V5, "b/t", 1), f->now);
+    for (int round = 0; round < 4; round++) {
+        uint64_t t0 = f->now;
+        int np;
+
+        n = drain_tx(f, out, sizeof(out));
+        np = packets(f, out, n, pk, 16);
+        assert_int_equal(np, 3);
+        for (int i = 0; i < np; i++) /* a whole window refused: one round */
+            assert_int_equal(feed_ack(f, MQC_PUBACK, pk[i].u.publish.packet_id, 0x97), 0);
+        relay_pace_init(&f->pace, 0, 0);
+        while (drain_tx(f, out, sizeof(out)) == 0) {
+            f->now += 10;
+            relay_session_tick(f->s, f->now);
+        }
+        waits[round] = f->now - t0;
+        /* the retried ones went out (in flight now): back to the queue for the next round */
+        relay_session_closed(f->s, f->now);
+        relay_pace_init(&f->pace, 0, 0); /* the back-off is the point here, not the pace */
+        bring_up(f, true, NULL, 0);
+    }
+    assert_true(waits[0] >= 250 && waits[0] < 300);
+    assert_true(waits[1] >= 500 && waits[1] < 550);
+    assert_true(waits[2] >= 1000 && waits[2] < 1050);
+    assert_true(waits[3] >= 2000 && waits[3] < 2050);
+    fx_free(f);
+}
+
+/* DISCONNECT 0x96: a verdict on the pace; the link ends as RELAY_END_PACE, and the pace is what
+ * the broker took in its second before the refused message. */
+static void disconnect_rate_too_high_teaches_the_pace(void **st)
+{
+    struct fx *f = fx_new(MQC_V5, 64, 0);
+    uint8_t out[8192];
+    struct mqc_packet pk[64], d = {.type = MQC_DISCONNECT};
+    size_t n;
+
+    (void)st;
+    bring_up(f, false, NULL, 0);
+    assert_int_equal(relay_pace_limit(relay_session_pace(f->s)), 0);
+    for (int i = 0; i < 30; i++)
+        relay_session_enqueue(f->s, make_msg(MQC_V5, "fast/t", 1), f->now);
+    n = drain_tx(f, out, sizeof(out));
+    assert_int_equal(packets(f, out, n, pk, 64), 30);
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(feed_ack(f, MQC_PUBACK, pk[i].u.publish.packet_id, 0), 0);
+    f->now += 100; /* the broker's refusal delay */
+    d.u.reason.code = 0x96;
+    assert_true(feed_pkt(f, &d) < 0);
+    assert_int_equal(relay_session_end(f->s), RELAY_END_PACE);
+    assert_int_equal(relay_pace_limit(relay_session_pace(f->s)), 20);
+    assert_non_null(strstr(relay_session_why(f->s), "0x96"));
+    assert_non_null(strstr(relay_session_why(f->s), "pace lowered to 20"));
+    assert_int_equal(relay_session_pace(f->s)->signals[RELAY_PACE_DISCONNECT_96], 1);
+    relay_session_closed(f->s, f->now);
+    /* the next link: the 10 unacknowledged, paced (burst, then ~51 ms apart) */
+    bring_up(f, true, NULL, 0);
+    n = drain_tx(f, out, sizeof(out));
+    assert_int_equal(packets(f, out, n, pk, 64), RELAY_PACE_BURST + 1);
+    /* another code is no pace signal */
+    struct fx *g = fx_new(MQC_V5, 64, 0);
+    bring_up(g, false, NULL, 0);
+    d.u.reason.code = 0x8E; /* session taken over */
+    assert_true(feed_pkt(g, &d) < 0);
+    assert_int_equal(relay_session_end(g->s), RELAY_END_FAILURE);
+    fx_free(g);
+    fx_free(f);
+}
+
+/* MQTT 3.x: a missing acknowledgement after a few round trips (not ack_timeout) is a verdict on
+ * the pace; MQTT 5 waits for ack_timeout (its brokers say so). */
+static void v3_missing_ack_after_round_trips(void **st)
+{
+    (void)st;
+    for (int v5 = 0; v5 <= 1; v5++) {
+        struct fx *f = fx_new(v5 ? MQC_V5 : MQC_V311, 64, 0);
+        uint8_t out[8192];
+        struct mqc_packet pk[64];
+        size_t n;
+        uint64_t sent;
+
+        bring_up(f, false, NULL, 0);
+        for (int i = 0; i < 10; i++)
+            relay_session_enqueue(f->s, make_msg(f->cfg.version, "slow/t", 1), f->now);
+        n = drain_tx(f, out, sizeof(out));
+        assert_int_equal(packets(f, out, n, pk, 64), 10);
+        sent = f->now;
+        f->now += 3; /* a 3 ms round trip */
+        for (int i = 0; i < 8; i++)
+            assert_int_equal(feed_ack(f, MQC_PUBACK, pk[i].u.publish.packet_id, 0), 0);
+        if (!v5) {
+            assert_int_equal(relay_session_deadline(f->s), sent + 1000);
+            assert_int_equal(relay_session_tick(f->s, sent + 999), 0);
+            assert_true(relay_session_tick(f->s, sent + 1000) < 0);
+            assert_int_equal(relay_session_end(f->s), RELAY_END_PACE);
+            assert_non_null(strstr(relay_session_why(f->s), "round trip"));
+            assert_int_equal(relay_pace_limit(relay_session_pace(f->s)), 8);
+        } else {
+            assert_int_equal(relay_session_tick(f->s, sent + 1000), 0);
+            assert_true(relay_session_tick(f->s, sent + 20000) < 0);
+            assert_int_equal(relay_session_end(f->s), RELAY_END_FAILURE);
+        }
+        fx_free(f);
+    }
+}
+
+/* Egress topic aliases: a topic seen twice gets one (sent with the topic), then goes without
+ * its topic; aliases restart with each link; a large message split over writes stays whole. */
+static void topic_aliases_egress(void **st)
+{
+    struct fx *f = fx_new(MQC_V5, 64, 0);
+    static uint8_t out[200000], big[100000];
+    uint8_t props[16];
+    struct mqc_packet pk[16];
+    struct mqc_prop ta;
+    size_t n, plen = put_prop(props, 0, MQC_PROP_TOPIC_ALIAS_MAXIMUM, 2);
+    const char *topic = "factory/line-1/telemetry";
+    uint16_t pids[16];
+    int np;
+
+    (void)st;
+    f->cfg.topic_aliases = 16;
+    relay_session_free(f->s);
+    assert_int_equal(relay_session_new(&f->cfg, &HOOKS, f, &LOG, "test#0", &f->s), 0);
+    bring_up(f, false, props, plen);
+    assert_int_equal(relay_session_topic_aliases(f->s), 2); /* the broker's maximum */
+    for (int i = 0; i < 4; i++)
+        relay_session_enqueue(f->s, make_msg_p(MQC_V5, topic, 1, "x"), f->now);
+    n = drain_tx(f, out, sizeof(out));
+    np = packets(f, out, n, pk, 16);
+    assert_int_equal(np, 4);
+    for (int i = 0; i < 4; i++)
+        pids[i] = pk[i].u.publish.packet_id;
+    /* 1st, 2nd: plain; 3rd: topic + alias 1; 4th: empty topic + alias 1 */
+    assert_int_equal(mqc_props_find(&pk[0].u.publish.props, MQC_PROP_TOPIC_ALIAS, &ta), MQC_AGAIN);
+    assert_int_equal(mqc_props_find(&pk[1].u.publish.props, MQC_PROP_TOPIC_ALIAS, &ta), MQC_AGAIN);
+    assert_int_equal(mqc_props_find(&pk[2].u.publish.props, MQC_PROP_TOPIC_ALIAS, &ta), MQC_OK);
+    assert_int_equal(ta.num, 1);
+    assert_int_equal(pk[2].u.publish.topic.len, strlen(topic));
+    assert_int_equal(mqc_props_find(&pk[3].u.publish.props, MQC_PROP_TOPIC_ALIAS, &ta), MQC_OK);
+    assert_int_equal(ta.num, 1);
+    assert_int_equal(pk[3].u.publish.topic.len, 0);
+    assert_memory_equal(pk[3].u.publish.payload.p, "x", 1);
+    assert_int_equal(pk[3].u.publish.packet_id, pids[3]);
+    /* a large message on the aliased topic, written 1000 bytes at a time */
+    for (size_t i = 0; i < sizeof(big) - 1; i++)
+        big[i] = (uint8_t)('a' + i % 26);
+    big[sizeof(big) - 1] = '\0';
+    relay_session_enqueue(f->s, make_msg_p(MQC_V5, topic, 1, (const char *)big), f->now);
+    n = 0;
+    for (;;) {
+        size_t k;
+
+        relay_session_next_tx(f->s, out + n, 1000, &k, f->now);
+        if (!k)
+            break;
+        n += k;
+    }
+    np = packets(f, out, n, pk, 16);
+    assert_int_equal(np, 1);
+    assert_int_equal(pk[0].u.publish.topic.len, 0);
+    assert_int_equal(pk[0].u.publish.payload.len, sizeof(big) - 1);
+    assert_memory_equal(pk[0].u.publish.payload.p, big, sizeof(big) - 1);
+    /* a new link: the unacknowledged messages go again, none relying on an old mapping */
+    relay_session_closed(f->s, f->now);
+    bring_up(f, true, props, plen);
+    n = drain_tx(f, out, sizeof(out));
+    np = packets(f, out, n, pk, 16);
+    assert_int_equal(np, 5);
+    for (int i = 0; i < np; i++) {
+        bool aliased = mqc_props_find(&pk[i].u.publish.props, MQC_PROP_TOPIC_ALIAS, &ta) == MQC_OK;
+
+        assert_true(pk[i].u.publish.dup);
+        /* the first use of an alias on this link carries the topic */
+        if (i == 0 || !aliased)
+            assert_int_equal(pk[i].u.publish.topic.len, strlen(topic));
+    }
+    /* no aliases toward a broker that allows none, nor at 3.1.1 */
+    struct fx *g = fx_new(MQC_V5, 64, 0);
+    g->cfg.topic_aliases = 16;
+    relay_session_free(g->s);
+    assert_int_equal(relay_session_new(&g->cfg, &HOOKS, g, &LOG, "test#1", &g->s), 0);
+    bring_up(g, false, NULL, 0);
+    assert_int_equal(relay_session_topic_aliases(g->s), 0);
+    for (int i = 0; i < 5; i++)
+        relay_session_enqueue(g->s, make_msg_p(MQC_V5, topic, 0, "y"), g->now);
+    n = drain_tx(g, out, sizeof(out));
+    np = packets(g, out, n, pk, 16);
+    for (int i = 0; i < np; i++)
+        assert_int_equal(pk[i].u.publish.topic.len, strlen(topic));
+    fx_free(g);
+    fx_free(f);
+}
+
+/* With more hot topics than aliases: the hottest keep theirs; similar heats do not take turns. */
+static void topic_aliases_hottest(void **st)
+{
+    struct fx *f = fx_new(MQC_V5, 64, 0);
+    static uint8_t out[1 << 20];
+    uint8_t props[16];
+    static struct mqc_packet pk[2000];
+    struct mqc_prop ta;
+    size_t n, plen = put_prop(props, 0, MQC_PROP_TOPIC_ALIAS_MAXIMUM, 3);
+    int np, establish = 0, used = 0;
+
+    (void)st;
+    f->cfg.topic_aliases = 3;
+    relay_session_free(f->s);
+    assert_int_equal(relay_session_new(&f->cfg, &HOOKS, f, &LOG, "test#0", &f->s), 0);
+    bring_up(f, false, props, plen);
+    /* 3 hot topics (each every other message) and 50 cold ones (once each), QoS 0 */
+    for (int i = 0; i < 600; i++) {
+        char t[32];
+
+        if (i % 2)
+            snprintf(t, sizeof(t), "hot/topic/%d", (i / 2) % 3);
+        else
+            snprintf(t, sizeof(t), "cold/topic/%d", (i / 2) % 50);
+        relay_session_enqueue(f->s, make_msg_p(MQC_V5, t, 0, "z"), f->now);
+    }
+    n = drain_tx(f, out, sizeof(out));
+    np = packets(f, out, n, pk, 2000);
+    assert_int_equal(np, 600);
+    for (int i = 0; i < np; i++) {
+        if (mqc_props_find(&pk[i].u.publish.props, MQC_PROP_TOPIC_ALIAS, &ta) != MQC_OK)
+            continue;
+        if (pk[i].u.publish.topic.len)
+            establish++;
+        else
+            used++;
+    }
+    /* the three hot topics each map once (the cold ones, each seen at most twice in a row of
+     * 100, never displace them) and use their alias from then on */
+    assert_true(establish <= 6);
+    assert_true(used >= 280);
+    fx_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1089,6 +1504,13 @@ int main(void)
         cmocka_unit_test(expired_message_dropped_at_send),
         cmocka_unit_test(large_publish_split_across_writes),
         cmocka_unit_test(window_marks_report),
+        cmocka_unit_test(answer_policy),
+        cmocka_unit_test(busy_keeps_order),
+        cmocka_unit_test(busy_backoff_grows_per_round),
+        cmocka_unit_test(disconnect_rate_too_high_teaches_the_pace),
+        cmocka_unit_test(v3_missing_ack_after_round_trips),
+        cmocka_unit_test(topic_aliases_egress),
+        cmocka_unit_test(topic_aliases_hottest),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,4 +1,4 @@
-/* test_window.c: credits, byte marks and token buckets. */
+/* test_window.c: credits and byte marks (the pace: test_rate.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -6,7 +6,6 @@
 
 #include <cmocka.h>
 
-#include "session/rate.h"
 #include "session/window.h"
 
 static void credits(void **st)
@@ -55,42 +54,12 @@ static void qos0_room(void **st)
     assert_false(relay_window_qos0_room(&w, 201));
 }
 
-static void bucket_paces(void **st)
-{
-    struct relay_bucket b;
-    uint64_t ready = 0;
-
-    (void)st;
-    relay_bucket_init(&b, 200, 0); /* 200/s, burst 200 */
-    for (int i = 0; i < 200; i++)
-        assert_true(relay_bucket_take(&b, 1, 0, &ready));
-    assert_false(relay_bucket_take(&b, 1, 0, &ready));
-    assert_int_equal(ready, 5); /* one token every 5 ms */
-    assert_true(relay_bucket_take(&b, 1, 5, &ready));
-    assert_false(relay_bucket_take(&b, 1, 5, &ready));
-    /* 1000 taken over 0..5 s: never faster than the rate plus one burst */
-    int taken = 0;
-    for (uint64_t t = 5; t <= 5000; t++)
-        while (relay_bucket_take(&b, 1, t, &ready))
-            taken++;
-    assert_true(taken <= 200 * 5);
-    assert_true(taken >= 200 * 5 - 2);
-    /* a request bigger than the burst passes when the bucket is full */
-    relay_bucket_init(&b, 100, 0);
-    assert_true(relay_bucket_take(&b, 500, 0, &ready));
-    /* unlimited */
-    relay_bucket_init(&b, 0, 0);
-    for (int i = 0; i < 100000; i++)
-        assert_true(relay_bucket_take(&b, 1000, 0, &ready));
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(credits),
         cmocka_unit_test(marks_with_hysteresis),
         cmocka_unit_test(qos0_room),
-        cmocka_unit_test(bucket_paces),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
