@@ -216,6 +216,7 @@ int main(int argc, char **argv)
     }
     if (check) {
         relay_config_print_plan(cfg, stdout);
+        relay_config_print_warnings(cfg, stderr);
         rc = 0;
     } else {
         rc = run(&cfg);

@@ -41,6 +41,21 @@ struct relay_spool_config {
  * falls back for good when the broker refuses it; true insists; false never sets it. */
 enum relay_bridge_mode { RELAY_BRIDGE_AUTO = 0, RELAY_BRIDGE_ON, RELAY_BRIDGE_OFF };
 
+/* profile = "bifromq": the defaults of a broker kind in one word (each key still wins). */
+enum relay_profile { RELAY_PROFILE_NONE = 0, RELAY_PROFILE_BIFROMQ };
+/* BifroMQ's default tenant limits per connection (shared/BIFROMQ.md), the profile's values */
+#define RELAY_BIFROMQ_RATE 200u       /* PUBLISHes per second, fixed one-second windows */
+#define RELAY_BIFROMQ_BYTES 524288u   /* 512 KiB/s each way */
+#define RELAY_BIFROMQ_INFLIGHT 200u   /* its Receive Maximum */
+#define RELAY_BIFROMQ_PACKET 262144u  /* 256 KiB; a CONNECT asking for more is refused */
+#define RELAY_BIFROMQ_ALIASES 10u     /* its Topic Alias Maximum */
+#define RELAY_BIFROMQ_QUEUE 1000u     /* its session queue, messages */
+#define RELAY_BIFROMQ_REDELIVER_S 40u /* it drops an unacknowledged message after this */
+#define RELAY_TOPIC_ALIASES_DEFAULT 16u
+/* the window rate_limit is kept in (session/rate.h's RELAY_PACE_WINDOW_MS; core/conn.c checks
+ * that they agree), for --check's arithmetic */
+#define RELAY_CONFIG_PACE_WINDOW_MS 1025u
+
 struct relay_broker_config {
     char *name;
     int line; /* where the broker's group starts in the file */
@@ -62,6 +77,9 @@ struct relay_broker_config {
     uint32_t max_packet_size; /* default 262144 */
     uint64_t rate_bytes;      /* bytes/s we send per connection, 0 = unlimited */
     uint32_t rate_messages;   /* PUBLISHes/s we send per connection, 0 = unlimited */
+    uint16_t topic_aliases;   /* 5.0: topic aliases we use per connection (the broker's
+                                 maximum bounds it); default 16, 0 = none */
+    enum relay_profile profile;
     struct relay_spool_config spool;
     uint32_t reconnect_min_ms; /* default 250 */
     uint32_t reconnect_max_ms; /* default 30000 */

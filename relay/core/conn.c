@@ -18,6 +18,10 @@
 #include "core/internal.h"
 
 #define STABLE_MS 10000u /* a link up this long resets the backoff */
+#define PACE_QUICK_MAX 5u
+_Static_assert(
+    RELAY_CONFIG_PACE_WINDOW_MS == RELAY_PACE_WINDOW_MS,
+    "the pace's window"); /* pace signals in a row answered with an immediate reconnect */
 
 static const char *version_text(uint8_t v)
 {
@@ -160,6 +164,8 @@ void relay_conn_fill_scfg(struct relay_conn *c)
         .rate_bytes = bc->rate_bytes,
         .rate_messages = bc->rate_messages,
         .will_topic = bc->status_topic,
+        .pace = &c->pace,
+        .topic_aliases = bc->topic_aliases,
     };
 }
 
@@ -176,6 +182,7 @@ int relay_conn_init(struct relay *r, struct relay_broker *b, uint32_t idx)
     c->client_id = malloc(idcap);
     if (!c->client_id || relay_broker_client_id(bc, idx, c->client_id, idcap) < 0)
         return -ENOMEM;
+    relay_pace_init(&c->pace, bc->rate_messages, bc->rate_bytes);
     relay_conn_fill_scfg(c);
     if (relay_routes_subs(c, &c->subs, &c->n_subs) != 0)
         return -ENOMEM;
@@ -538,7 +545,7 @@ void relay_core_on_close(struct relay_conn *c, const char *why, uint64_t now_ms)
     struct relay *r = c->r;
     const char *sw;
     char text[256];
-    bool was_open = c->st == RELAY_CONN_OPEN, bridge_refused;
+    bool was_open = c->st == RELAY_CONN_OPEN, bridge_refused, pace_end;
 
     if (c->is_probe) {
         probe_closed(c, why);
@@ -555,6 +562,12 @@ void relay_core_on_close(struct relay_conn *c, const char *why, uint64_t now_ms)
         snprintf(text, sizeof(text), "%s", why ? why : "connection failed");
     bridge_refused = relay_session_end(c->s) == RELAY_END_BRIDGE_REFUSED &&
                      c->b->cfg->bridge_bit == RELAY_BRIDGE_AUTO;
+    /* the broker said we were too fast: the session lowered the pace; not a broken link, so no
+     * growing backoff (BifroMQ delays its verdicts by 0.1-5 s already), unless it keeps saying
+     * so at once, link after link */
+    if (c->up_since && now_ms - c->up_since >= STABLE_MS)
+        c->pace_quick = 0;
+    pace_end = relay_session_end(c->s) == RELAY_END_PACE && c->pace_quick < PACE_QUICK_MAX;
     c->link = NULL;
     c->close_asked = false;
     c->write_asked = false;
@@ -575,6 +588,12 @@ void relay_core_on_close(struct relay_conn *c, const char *why, uint64_t now_ms)
         drop_bridge_bit(c, text);
         c->st = RELAY_CONN_WAIT;
         c->retry_at = now_ms;
+    } else if (pace_end) {
+        c->pace_quick++;
+        c->up_since = 0;
+        c->st = RELAY_CONN_WAIT;
+        c->retry_at = now_ms;
+        relay_log_limited(r->log, now_ms, RELAY_LOG_WARN, c->who, "%s; reconnecting at once", text);
     } else {
         retry_later(c, text, now_ms);
     }

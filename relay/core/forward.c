@@ -228,7 +228,9 @@ void relay_forward_done(struct relay_session *s, struct relay_msg *m, int drop_r
             relay_latency_observe(r, now_ms - m->t_in_ms);
         } else {
             rt->stats.dropped[drop_reason]++;
-            if (drop_reason != RELAY_DROP_REJECTED)
+            /* the destination's refusals (rejected and the reasons after it) were logged by
+             * the session, with the reason code */
+            if (drop_reason < RELAY_DROP_REJECTED)
                 relay_log_limited(r->log, now_ms, RELAY_LOG_WARN, c->who,
                                   "message for route %s dropped (%s)", rt->cfg->name,
                                   relay_drop_name((enum relay_drop)drop_reason));

@@ -102,6 +102,10 @@ struct relay_conn {
     struct relay_conn *probe; /* this connection's probe, allocated when first needed */
     uint64_t probe_at;        /* next probe, 0 = none */
     struct relay_conn_stats stats;
+    /* the pace of what we publish here: rate_limit and what the broker's signals taught it; it
+     * outlives the links (the session reads and updates it, session/rate.h) */
+    struct relay_pace pace;
+    uint32_t pace_quick; /* immediate reconnects after pace signals in a row */
 };
 
 /* A spooled destination broker (spoolfeed.c). */

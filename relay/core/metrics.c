@@ -110,6 +110,32 @@ static void conn_metric(FILE *f, const struct relay *r, const char *name, const 
                     v(&r->brokers[i].conns[j]));
 }
 
+/* The pace of each connection (session/rate.h): its limit now, and the signals that lowered
+ * it, by kind. */
+static double v_pace(const struct relay_conn *c)
+{
+    return (double)relay_pace_limit(&c->pace);
+}
+
+static void pace_metrics(FILE *f, const struct relay *r)
+{
+    conn_metric(f, r, "mqtt_relay_pace_messages_per_second", "gauge",
+                "Most PUBLISHes this connection may send in any one-second window now "
+                "(rate_limit.messages or what the broker's signals taught it; 0 = no limit).",
+                v_pace);
+    head(f, "mqtt_relay_pace_signals_total", "counter",
+         "Signals from the broker that lowered the connection's pace (DISCONNECT/PUBACK reason "
+         "codes, a missing acknowledgement at MQTT 3.x).");
+    for (size_t i = 0; i < r->n_brokers; i++)
+        for (uint32_t j = 0; j < r->brokers[i].n_conns; j++)
+            for (int k = 0; k < RELAY_PACE_SIG__COUNT; k++)
+                fprintf(
+                    f,
+                    "mqtt_relay_pace_signals_total{broker=\"%s\",conn=\"%u\",signal=\"%s\"} %llu\n",
+                    r->brokers[i].cfg->name, j, relay_pace_signal_name((enum relay_pace_signal)k),
+                    (unsigned long long)r->brokers[i].conns[j].pace.signals[k]);
+}
+
 static void spool_metrics(FILE *f, const struct relay *r, uint64_t now)
 {
     static const struct {
@@ -182,6 +208,7 @@ int relay_metrics_render(const struct relay *r, uint64_t now_ms, char **body, si
     conn_metric(f, r, "mqtt_relay_bytes_received_total", "counter", "Bytes read from the broker.",
                 v_received);
     spool_metrics(f, r, now_ms);
+    pace_metrics(f, r);
     head(f, "mqtt_relay_read_batch_waits_total", "counter",
          "Times the relay waited for more packets before reading again (relay.batch_wait_us).");
     fprintf(f, "mqtt_relay_read_batch_waits_total %llu\n",
