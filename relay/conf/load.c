@@ -198,13 +198,16 @@ static int parse_limits(struct ld *ld, const config_setting_t *g, struct relay_b
 
     if ((rc = cfg_get_group(ld, g, "rate_limit", &s)) < 0)
         return rc;
+    /* the profile's limits unless the file says otherwise */
+    b->rate_bytes = b->profile == RELAY_PROFILE_BIFROMQ ? RELAY_BIFROMQ_BYTES : 0;
+    b->rate_messages = b->profile == RELAY_PROFILE_BIFROMQ ? RELAY_BIFROMQ_RATE : 0;
     if (s) {
         ld->kp = "rate_limit.";
         if ((rc = cfg_check_keys(ld, s, rate_keys)) < 0 ||
-            (rc = cfg_get_int(ld, s, "bytes", 0, INT64_MAX, 0, &n)) < 0)
+            (rc = cfg_get_int(ld, s, "bytes", 0, INT64_MAX, (int64_t)b->rate_bytes, &n)) < 0)
             return rc;
         b->rate_bytes = (uint64_t)n;
-        if ((rc = cfg_get_int(ld, s, "messages", 0, UINT32_MAX, 0, &n)) < 0)
+        if ((rc = cfg_get_int(ld, s, "messages", 0, UINT32_MAX, b->rate_messages, &n)) < 0)
             return rc;
         b->rate_messages = (uint32_t)n;
     }
@@ -310,9 +313,12 @@ static int parse_broker(struct ld *ld, const config_setting_t *g, size_t idx,
         "name", "url", "version", "client_id", "username", "password", "password_file",
         "keepalive", "clean_start", "session_expiry", "connections", "receive_maximum",
         "max_inflight", "max_packet_size", "rate_limit", "spool", "reconnect", "status_topic",
-        "tls", "ack_timeout", "bridge_bit", NULL};
+        "tls", "ack_timeout", "bridge_bit",
+        "profile", "topic_aliases",
+        NULL};
     /* clang-format on */
     static const char *const versions[] = {"3.1", "3.1.1", "5", NULL};
+    static const char *const profiles[] = {"none", "bifromq", NULL};
     static const uint8_t version_of[] = {MQC_V31, MQC_V311, MQC_V5};
     const config_setting_t *ns = config_setting_get_member(g, "name");
     const char *v;
@@ -336,6 +342,11 @@ static int parse_broker(struct ld *ld, const config_setting_t *g, size_t idx,
     if ((rc = cfg_get_enum(ld, g, "version", versions, "\"3.1\", \"3.1.1\", \"5\"", 2, &e)) < 0)
         return rc;
     b->version = version_of[e];
+    /* first: the profile gives the defaults of the keys below */
+    if ((rc = cfg_get_enum(ld, g, "profile", profiles, "\"none\", \"bifromq\"", 0, &e)) < 0)
+        return rc;
+    b->profile = (enum relay_profile)e;
+    bool bifromq = b->profile == RELAY_PROFILE_BIFROMQ;
 
     if ((rc = cfg_get_int(ld, g, "keepalive", 0, 65535, 60, &n)) < 0)
         return rc;
@@ -351,7 +362,8 @@ static int parse_broker(struct ld *ld, const config_setting_t *g, size_t idx,
     if ((rc = cfg_get_int(ld, g, "receive_maximum", 1, 65535, 64, &n)) < 0)
         return rc;
     b->receive_maximum = (uint16_t)n;
-    if ((rc = cfg_get_int(ld, g, "max_inflight", 1, 65535, 0, &n)) < 0)
+    if ((rc = cfg_get_int(ld, g, "max_inflight", 1, 65535, bifromq ? RELAY_BIFROMQ_INFLIGHT : 0,
+                          &n)) < 0)
         return rc;
     b->max_inflight = (uint16_t)n;
     if ((rc = cfg_get_int(ld, g, "max_packet_size", 128, 268435460, 262144, &n)) < 0)
@@ -362,6 +374,12 @@ static int parse_broker(struct ld *ld, const config_setting_t *g, size_t idx,
     b->ack_timeout_ms = (uint32_t)n;
     if ((rc = parse_bridge_bit(ld, g, b)) < 0)
         return rc;
+    if (bifromq && !config_setting_get_member(g, "bridge_bit"))
+        b->bridge_bit = RELAY_BRIDGE_OFF; /* BifroMQ closes a bridge-bit CONNECT unanswered */
+    if ((rc = cfg_get_int(ld, g, "topic_aliases", 0, 65535,
+                          bifromq ? RELAY_BIFROMQ_ALIASES : RELAY_TOPIC_ALIASES_DEFAULT, &n)) < 0)
+        return rc;
+    b->topic_aliases = (uint16_t)n;
 
     if ((rc = cfg_get_str(ld, g, "status_topic", &v)) < 0)
         return rc;

@@ -124,6 +124,15 @@ static void print_broker(const struct relay_broker_config *b, FILE *out)
                 b->n_urls > 1 ? (i == 0 ? " preferred" : " fallback") : "");
     }
     fprintf(out, "  version:         %s\n", version_name(b->version));
+    if (b->profile == RELAY_PROFILE_BIFROMQ)
+        fprintf(
+            out,
+            "  profile:         bifromq (defaults: rate_limit %u messages and %u bytes a second "
+            "per\n                   connection, max_inflight %u, bridge_bit false, "
+            "max_packet_size %u,\n                   topic_aliases %u; a key in the file "
+            "wins)\n",
+            RELAY_BIFROMQ_RATE, RELAY_BIFROMQ_BYTES, RELAY_BIFROMQ_INFLIGHT, RELAY_BIFROMQ_PACKET,
+            RELAY_BIFROMQ_ALIASES);
     print_client_ids(b, out);
     if (b->username)
         fprintf(out, "  username:        %s\n", b->username);
@@ -162,10 +171,14 @@ static void print_broker(const struct relay_broker_config *b, FILE *out)
             fprintf(out, ", %" PRIu32 " messages/s", b->rate_messages);
         else
             fprintf(out, ", messages unlimited");
-        fprintf(out, " per connection\n");
+        fprintf(out, " per connection, in any window of %u ms\n", RELAY_CONFIG_PACE_WINDOW_MS);
     } else {
-        fprintf(out, "  rate_limit:      unlimited\n");
+        fprintf(out,
+                "  rate_limit:      none set (the pace is learned from the broker's signals)\n");
     }
+    if (b->version == MQC_V5)
+        fprintf(out, "  topic_aliases:   %s%u per connection (at most the broker's maximum)\n",
+                b->topic_aliases ? "" : "none, ", (unsigned)b->topic_aliases);
     if (b->spool.dir) {
         char size[32];
         fprintf(out, "  spool:           %s, at most %s\n", b->spool.dir,
@@ -227,6 +240,29 @@ static void print_example(const struct relay_tpl *t, const char *filter, bool em
     free(topic);
 }
 
+/* Into a broker with a pace: the most it will take, and what one topic can have. */
+static void print_arithmetic(const struct relay_broker_config *dst, FILE *out)
+{
+    char bb[32];
+
+    if (dst->rate_messages)
+        fprintf(out,
+                "  throughput:      at most %" PRIu32 " connection%s x %" PRIu32 " = %" PRIu64
+                " messages/s into %s (rate_limit per\n                   connection, kept in "
+                "any %u ms window: %.0f/s sustained each); one topic\n                   stays "
+                "on one connection: at most %" PRIu32 "/s\n",
+                dst->connections, dst->connections > 1 ? "s" : "", dst->rate_messages,
+                (uint64_t)dst->connections * dst->rate_messages, dst->name,
+                RELAY_CONFIG_PACE_WINDOW_MS,
+                (double)dst->rate_messages * 1000.0 / (double)RELAY_CONFIG_PACE_WINDOW_MS,
+                dst->rate_messages);
+    if (dst->rate_bytes)
+        fprintf(out, "%s at most %" PRIu32 " x %" PRIu64 " bytes/s = %s a second\n",
+                dst->rate_messages ? "                  " : "  throughput:     ", dst->connections,
+                dst->rate_bytes,
+                human_bytes(bb, sizeof(bb), (uint64_t)dst->connections * dst->rate_bytes));
+}
+
 static void print_route(const struct relay_config *cfg, const struct relay_route_config *r,
                         FILE *out)
 {
@@ -265,6 +301,7 @@ static void print_route(const struct relay_config *cfg, const struct relay_route
     else
         fprintf(out, "forward\n");
     fprintf(out, "  topic:           %s\n", r->topic);
+    print_arithmetic(dst, out);
 
     char guard[128] = "";
     if (dst->version == MQC_V5)
@@ -292,6 +329,60 @@ static void print_route(const struct relay_config *cfg, const struct relay_route
     if (t.hash_level > 0 && uses_rest)
         print_example(&t, r->filter, true, out);
     relay_tpl_cleanup(&t);
+}
+
+/* ---- warnings ----------------------------------------------------------------------------- */
+
+static void warn_profile(const struct relay_config *cfg, const struct relay_broker_config *b,
+                         FILE *out)
+{
+    if (b->rate_messages > RELAY_BIFROMQ_RATE || !b->rate_messages)
+        fprintf(out,
+                "%s:%d: warning: broker %s: rate_limit.messages = %" PRIu32
+                " (%s) and BifroMQ allows %u PUBLISHes a second per connection by default: "
+                "expect DISCONNECT 0x96 unless its tenant limit was raised (at most 1000)\n",
+                cfg->path, b->line, b->name, b->rate_messages,
+                b->rate_messages ? "above it" : "no limit", RELAY_BIFROMQ_RATE);
+    if (b->max_inflight > RELAY_BIFROMQ_INFLIGHT)
+        fprintf(out,
+                "%s:%d: warning: broker %s: max_inflight = %u is above BifroMQ's Receive Maximum "
+                "(%u): the relay obeys the lower value the broker announces\n",
+                cfg->path, b->line, b->name, (unsigned)b->max_inflight, RELAY_BIFROMQ_INFLIGHT);
+    if (b->max_packet_size > RELAY_BIFROMQ_PACKET)
+        fprintf(out,
+                "%s:%d: warning: broker %s: max_packet_size = %" PRIu32
+                " is above 256 KiB: BifroMQ refuses such a CONNECT (CONNACK 0x83)\n",
+                cfg->path, b->line, b->name, b->max_packet_size);
+    if (b->version != MQC_V5 && b->bridge_bit == RELAY_BRIDGE_ON)
+        fprintf(out,
+                "%s:%d: warning: broker %s: bridge_bit = true: BifroMQ closes a CONNECT with the "
+                "bridge bit without a CONNACK, so this broker is never reached\n",
+                cfg->path, b->line, b->name);
+}
+
+void relay_config_print_warnings(const struct relay_config *cfg, FILE *out)
+{
+    for (size_t i = 0; i < cfg->n_brokers; i++)
+        if (cfg->brokers[i].profile == RELAY_PROFILE_BIFROMQ)
+            warn_profile(cfg, &cfg->brokers[i], out);
+    /* BifroMQ as a source: it drops what a subscriber has not acknowledged after ~40 s and
+     * queues at most 1,000 messages a session; the relay acknowledges only once the
+     * destination did, so a destination down for longer loses messages at BifroMQ, unless
+     * a spool takes them (acknowledged once on disk) */
+    for (size_t i = 0; i < cfg->n_routes; i++) {
+        const struct relay_route_config *r = &cfg->routes[i];
+        const struct relay_broker_config *src = &cfg->brokers[r->from], *dst = &cfg->brokers[r->to];
+
+        if (src->profile != RELAY_PROFILE_BIFROMQ || dst->spool.dir || r->qos == 0)
+            continue;
+        fprintf(out,
+                "%s:%d: warning: route %s: from %s (profile bifromq) to %s, which has no spool: "
+                "BifroMQ drops a message not acknowledged within %u s and queues at most %u per "
+                "session, so an outage of %s longer than that loses messages; add spool = { dir "
+                "= \"...\"; } to broker %s\n",
+                cfg->path, r->line, r->name, src->name, dst->name, RELAY_BIFROMQ_REDELIVER_S,
+                RELAY_BIFROMQ_QUEUE, dst->name, dst->name);
+    }
 }
 
 void relay_config_print_plan(const struct relay_config *cfg, FILE *out)

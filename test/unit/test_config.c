@@ -1106,6 +1106,97 @@ static void test_limits(void **state)
     free(text);
 }
 
+/* profile = "bifromq": BifroMQ's limits in one word, each key still wins; --check's arithmetic
+ * and warnings. */
+static void test_profile_bifromq(void **state)
+{
+    (void)state;
+    struct relay_config cfg;
+    const struct relay_broker_config *b;
+    char *text = NULL, *warn = NULL;
+    size_t len = 0, wlen = 0;
+    FILE *out;
+
+    load_ok("relay: { id = \"p\"; };\n"
+            "brokers = (\n"
+            "  { name = \"bq\"; url = \"mqtt://h\"; version = \"3.1.1\"; profile = \"bifromq\";\n"
+            "    connections = 4; },\n"
+            "  { name = \"edge\"; url = \"mqtt://e\"; }\n"
+            ");\n"
+            "routes = ( { from = \"edge\"; to = \"bq\"; filter = \"up/#\"; },\n"
+            "  { from = \"bq\"; to = \"edge\"; filter = \"down/#\"; } );\n",
+            &cfg);
+    b = &cfg.brokers[0];
+    assert_int_equal(b->profile, RELAY_PROFILE_BIFROMQ);
+    assert_int_equal(b->rate_messages, 200);
+    assert_int_equal(b->rate_bytes, 524288);
+    assert_int_equal(b->max_inflight, 200);
+    assert_int_equal(b->bridge_bit, RELAY_BRIDGE_OFF);
+    assert_int_equal(b->max_packet_size, 262144);
+    assert_int_equal(b->topic_aliases, 10);
+    /* no profile: the plain defaults */
+    b = &cfg.brokers[1];
+    assert_int_equal(b->profile, RELAY_PROFILE_NONE);
+    assert_int_equal(b->rate_messages, 0);
+    assert_int_equal(b->rate_bytes, 0);
+    assert_int_equal(b->max_inflight, 0);
+    assert_int_equal(b->bridge_bit, RELAY_BRIDGE_AUTO);
+    assert_int_equal(b->topic_aliases, RELAY_TOPIC_ALIASES_DEFAULT);
+    out = open_memstream(&text, &len);
+    relay_config_print_plan(&cfg, out);
+    fclose(out);
+    assert_non_null(strstr(text, "  profile:         bifromq"));
+    assert_non_null(strstr(text, "  throughput:      at most 4 connections x 200 = 800 "
+                                 "messages/s into bq"));
+    assert_non_null(strstr(text, "195/s sustained each"));
+    out = open_memstream(&warn, &wlen);
+    relay_config_print_warnings(&cfg, out);
+    fclose(out);
+    /* the route from the BifroMQ-profile broker to a destination without a spool */
+    assert_non_null(strstr(warn, "relay.conf:8: warning: route bq->edge#1: from bq (profile "
+                                 "bifromq) to edge, which has no spool"));
+    assert_null(strstr(warn, "route edge->bq#0"));
+    free(text);
+    free(warn);
+    relay_config_cleanup(&cfg);
+
+    /* each key still wins; a spool on the destination silences the warning; settings
+     * BifroMQ refuses are warned about */
+    load_ok("relay: { id = \"p\"; };\n"
+            "brokers = (\n"
+            "  { name = \"bq\"; url = \"mqtt://h\"; profile = \"bifromq\"; max_inflight = 300;\n"
+            "    rate_limit = { messages = 500; }; bridge_bit = true; version = \"3.1.1\";\n"
+            "    topic_aliases = 0; max_packet_size = 300000; },\n"
+            "  { name = \"edge\"; url = \"mqtt://e\"; spool = { dir = \"sp\"; }; }\n"
+            ");\n"
+            "routes = ( { from = \"bq\"; to = \"edge\"; filter = \"down/#\"; } );\n",
+            &cfg);
+    b = &cfg.brokers[0];
+    assert_int_equal(b->rate_messages, 500);
+    assert_int_equal(b->rate_bytes, 524288); /* not given: the profile's */
+    assert_int_equal(b->max_inflight, 300);
+    assert_int_equal(b->bridge_bit, RELAY_BRIDGE_ON);
+    assert_int_equal(b->topic_aliases, 0);
+    assert_int_equal(b->max_packet_size, 300000);
+    warn = NULL;
+    out = open_memstream(&warn, &wlen);
+    relay_config_print_warnings(&cfg, out);
+    fclose(out);
+    assert_null(strstr(warn, "no spool"));
+    assert_non_null(strstr(warn, "rate_limit.messages = 500 (above it)"));
+    assert_non_null(strstr(warn, "max_inflight = 300"));
+    assert_non_null(strstr(warn, "max_packet_size = 300000"));
+    assert_non_null(strstr(warn, "bridge_bit = true"));
+    free(warn);
+    relay_config_cleanup(&cfg);
+
+    expect_error(
+        BROKER("profile = \"emqx\";"),
+        "relay.conf:3: broker \"edge\": profile \"emqx\" is not one of \"none\", \"bifromq\"");
+    expect_error(BROKER("topic_aliases = 70000;"),
+                 "relay.conf:3: broker \"edge\": topic_aliases = 70000 is out of range (0..65535)");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1139,6 +1230,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_nul_byte, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plan, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_profile_bifromq, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
