@@ -15,13 +15,15 @@
  *   the log   sends per RELAY_PACE_SLOT_MS slot over the last window: the hard bound, checked
  *             before every send (a slot is counted whole, so the bound errs on the safe side).
  *
- * Learning: a signal from the broker (a DISCONNECT or PUBACK reason code that means "too fast",
- * or a missing acknowledgement at MQTT 3.x) lowers the pace: with no limit yet, to the broker's
- * count as estimated from our own sends in its second; with one, by at least 10 %
- * (multiplicative decrease), down to that estimate. After RELAY_PACE_QUIET_MS without a signal
- * it rises again by 2 % a second (additive increase) up to just under where it tripped, and
- * after RELAY_PACE_PROBE_MS without a signal it probes above. What was learned lives as long as
- * the struct: the core's connection keeps it across reconnects.
+ * Learning: a signal from the broker lowers the pace (multiplicative decrease). DISCONNECT 0x96
+ * (message rate too high) and, at MQTT 3.x, a missing acknowledgement count: the broker took
+ * so many in its second (estimated from our own sends in it, the broker counting whole seconds
+ * from the connection's start) and no more; the pace goes to that count (with no limit yet),
+ * or at least 10 % lower, and rising after RELAY_PACE_QUIET_MS without a signal (2 % a second,
+ * additive increase) stops just under it until RELAY_PACE_PROBE_MS have passed. The others
+ * (DISCONNECT 0x89 / 0x93 / 0x97, PUBACK 0x83 / 0x97) only say "slower": a quarter less than
+ * the pace we were at, rising again (5 % a second) after the quiet period. What was learned
+ * lives as long as the struct: the core's connection keeps it across reconnects.
  */
 #ifndef RELAY_SESSION_RATE_H
 #define RELAY_SESSION_RATE_H
@@ -40,6 +42,7 @@
 #define RELAY_PACE_RAISE_MS 1000u     /* then one additive step this often */
 #define RELAY_PACE_PROBE_MS 600000u   /* this long without a signal: rise past the estimate */
 #define RELAY_PACE_UNLIMITED 1000000u /* a learned pace above this is no limit at all */
+#define RELAY_PACE_SLOWER_MIN 20u     /* "slower" with no limit yet: from at least this */
 
 /* Sends per slot over the last window. */
 struct relay_slog {

@@ -25,6 +25,10 @@ here), after the CONNACK in the role "dest" (the relay only publishes here).
                        every time the relay had 2 unacknowledged PUBLISHes
     flood              QoS 0 and QoS 1 PUBLISHes as fast as the socket takes
                        them (QoS 1 within the relay's Receive Maximum)
+    reason_codes       (5.0, role dest) answers a QoS 1/2 PUBLISH whose topic has a level
+                       "rc-XX" with PUBACK / PUBREC reason code 0xXX (hex) the first
+                       answer_times times that message (topic and payload) arrives, then 0x00;
+                       every answer is recorded in Conn.answers as (topic, payload, code, dup)
     normal             behaves (the default while disarmed)
 
 As a program: hostile_broker.py --scenario NAME [--role source|dest] [--port P]; it prints what
@@ -351,7 +355,7 @@ class Stream:
 
 SCENARIOS = ("normal", "long_varint", "bad_utf8_topic", "wildcard_topic", "dup_prop_connack",
              "unknown_puback", "too_large", "truncated", "over_receive_max", "silence",
-             "receive_max_1", "flood")
+             "receive_max_1", "flood", "reason_codes")
 
 # misbehaviours in the CONNACK itself
 _AT_CONNACK = ("dup_prop_connack", "receive_max_1")
@@ -387,6 +391,7 @@ class Conn:
         self.max_unacked = 0
         self.violations = []         # (pid, unacked set) when the relay went past our maximum
         self.alive = True
+        self.answers = []            # reason_codes: (topic, payload, code, dup) per answer
 
     @property
     def open(self):
@@ -426,12 +431,13 @@ class HostileBroker:
     flood_q0_per_q1 (QoS 0 messages between two QoS 1), over_rm_burst (PUBLISHes sent at once
     in over_receive_max), over_rm_qos (their QoS; None: 1 and 2 alternating), topic_prefix
     (topics this broker publishes on: PREFIX/...), hold_open (seconds the broker keeps a misbehaving link open waiting for the relay to close
-    it before closing it itself), log (a function taking a line)."""
+    it before closing it itself), answer_times (reason_codes: how many times a message gets its
+    code before 0x00), log (a function taking a line)."""
 
     def __init__(self, scenario="normal", role="source", name="hostile", port=0, armed=True,
                  max_packet=None, ack_delay=0.05, flood_payload=64, flood_q0_per_q1=4,
                  over_rm_burst=1000, over_rm_qos=None, topic_prefix="h", hold_open=30.0,
-                 log=None):
+                 log=None, answer_times=1):
         if scenario not in SCENARIOS:
             raise ValueError("unknown scenario %r (one of %s)" % (scenario, ", ".join(SCENARIOS)))
         self.scenario = scenario
@@ -446,6 +452,8 @@ class HostileBroker:
         self.over_rm_qos = over_rm_qos
         self.topic_prefix = topic_prefix
         self.hold_open = hold_open
+        self.answer_times = answer_times
+        self._answered = collections.Counter()  # reason_codes: (topic, payload) -> answers
         self._log = log
         self.lock = threading.Lock()
         self.conns = []
@@ -726,11 +734,37 @@ class HostileBroker:
             else:
                 self._later(c, ack(PUBREC, pid, c.version))
             return
+        if c.scenario == "reason_codes" and c.version == V5:
+            code = self._reason_code(info)
+            c.answers.append((info.get("topic"), info.get("payload"), code, info.get("dup")))
+            if qos == 1 or code >= 0x80:
+                c.unacked.discard(pid)  # a refused QoS 2 exchange ends with its PUBREC
+            self._send(c, ack(PUBACK if qos == 1 else PUBREC, pid, c.version, code))
+            return
         if qos == 1:
             c.unacked.discard(pid)
             self._send(c, ack(PUBACK, pid, c.version))
         else:
             self._send(c, ack(PUBREC, pid, c.version))
+
+    def _reason_code(self, info):
+        """reason_codes: the code for this PUBLISH (its topic's "rc-XX" level, answer_times
+        times per message, then 0)."""
+        topic = info.get("topic") or b""
+        code = 0
+        for level in topic.split(b"/"):
+            if level.startswith(b"rc-") and len(level) == 5:
+                try:
+                    code = int(level[3:], 16)
+                except ValueError:
+                    code = 0
+        if not code:
+            return 0
+        key = (topic, info.get("payload"))
+        with self.lock:
+            self._answered[key] += 1
+            n = self._answered[key]
+        return code if n <= self.answer_times else 0
 
     def _later(self, c, data, release=None):
         """Sends data after ack_delay (a timer: the reader keeps reading meanwhile, so a
@@ -807,7 +841,7 @@ class HostileBroker:
         elif s == "flood":
             self.start_flood()
             return
-        elif s == "normal":
+        elif s in ("normal", "reason_codes"):
             return
         # silence: nothing to send; the relay notices the missing PINGRESP
         self._hold(c)

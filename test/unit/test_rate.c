@@ -257,16 +257,35 @@ static void signals_lower_and_learn(void **st)
     assert_true(relay_pace_signal(&p, RELAY_PACE_DISCONNECT_96, 50, t + 400, t + 500));
     assert_int_equal(relay_pace_limit(&p), 50);
     /* a refusal at about our own pace (bunching on the way): at least 10 % less */
-    assert_true(relay_pace_signal(&p, RELAY_PACE_ACK_97, 50, t + 600, t + 700));
+    assert_true(relay_pace_signal(&p, RELAY_PACE_DISCONNECT_96, 50, t + 600, t + 700));
     assert_int_equal(relay_pace_limit(&p), 45);
-    /* nothing to estimate from (QoS 0, nothing in flight): halve */
-    assert_true(relay_pace_signal(&p, RELAY_PACE_DISCONNECT_89, UINT32_MAX, t + 800, t + 800));
-    assert_int_equal(relay_pace_limit(&p), 22);
+    /* "slower" (busy, quota): a quarter less, and no ceiling */
+    assert_true(relay_pace_signal(&p, RELAY_PACE_ACK_97, 40, t + 750, t + 750));
+    assert_int_equal(relay_pace_limit(&p), 34);
+    assert_int_equal(p.ceiling, 0);
+    /* a count with nothing to estimate from (QoS 0, nothing in flight): a quarter less */
+    assert_true(relay_pace_signal(&p, RELAY_PACE_DISCONNECT_96, UINT32_MAX, t + 800, t + 800));
+    assert_int_equal(relay_pace_limit(&p), 26);
     /* never below one a second */
     for (int i = 0; i < 20; i++)
         relay_pace_signal(&p, RELAY_PACE_NO_ACK, UINT32_MAX, t + 900 + i, t + 900 + i);
     assert_int_equal(relay_pace_limit(&p), 1);
     assert_int_equal(p.signals[RELAY_PACE_NO_ACK], 20);
+    /* "slower" with no limit yet: from what we sent in the last window (20 at least) */
+    relay_pace_init(&p, 0, 0);
+    relay_pace_link(&p, t);
+    assert_false(relay_pace_signal(&p, RELAY_PACE_ACK_83, 5, t, t)); /* we sent nothing */
+    for (int i = 0; i < 100; i++)
+        assert_true(relay_pace_take(&p, 10, t + i, &ready, &nth));
+    assert_true(relay_pace_signal(&p, RELAY_PACE_ACK_83, 5, t + 50, t + 100));
+    assert_int_equal(relay_pace_limit(&p), 75);
+    relay_pace_init(&p, 0, 0);
+    relay_pace_link(&p, t);
+    assert_true(relay_pace_take(&p, 10, t, &ready, &nth));
+    assert_true(relay_pace_signal(&p, RELAY_PACE_ACK_97, 5, t, t + 1));
+    assert_int_equal(relay_pace_limit(&p), 15); /* a trickle: a quarter under 20 */
+    /* a count signal for the first message of the broker's second is no verdict on the pace */
+    assert_false(relay_pace_signal(&p, RELAY_PACE_DISCONNECT_96, 0, t + 5, t + 5));
     /* with a configured limit the learned one never exceeds it */
     relay_pace_init(&p, 100, 0);
     relay_pace_link(&p, t);
@@ -316,7 +335,7 @@ static void additive_increase_and_probe(void **st)
      * to the configured limit, which then governs again */
     relay_pace_init(&p, 150, 0);
     relay_pace_link(&p, t);
-    assert_true(relay_pace_signal(&p, RELAY_PACE_ACK_83, 140, t, t));
+    assert_true(relay_pace_signal(&p, RELAY_PACE_DISCONNECT_96, 140, t, t));
     assert_int_equal(relay_pace_limit(&p), 135);
     for (uint64_t s = 0; s < 30; s++)
         relay_pace_take(&p, 1, t + RELAY_PACE_QUIET_MS + s * RELAY_PACE_RAISE_MS, &ready, NULL);
