@@ -1,8 +1,10 @@
 /*
  * internal.h: the session's state and what its files share (session.c: lifecycle, the link,
  * reading and writing; connect.c: CONNECT and CONNACK; subs.c: SUBSCRIBE; outbox.c: outgoing
- * PUBLISHes and their acknowledgements; inbox.c: incoming QoS 1/2 messages held until their
- * destinations acknowledged them). Nothing outside session/ includes it (tests may).
+ * PUBLISHes and their acknowledgements, the answer policy, the pace's signals; inbox.c:
+ * incoming QoS 1/2 messages held until their destinations acknowledged them; alias.c: how a
+ * PUBLISH goes on the wire, with egress topic aliases; rate.c, window.c: pure arithmetic with
+ * headers of their own). Nothing outside session/ includes it (tests may).
  */
 #ifndef RELAY_SESSION_INTERNAL_H
 #define RELAY_SESSION_INTERNAL_H
