@@ -1022,6 +1022,9 @@ def main():
     ap.add_argument("--sections",
                     default="paths,latency,nagle,batching,alone,routes,rss,profile")
     ap.add_argument("--out", default=None, help="directory for the report and raw results")
+    ap.add_argument("--bifromq-n", type=int, default=2000,
+                    help="bifromq section (not in the default list: --sections bifromq): "
+                         "messages per run (bench_bifromq.py)")
     ap.add_argument("--render", metavar="RESULTS_JSON",
                     help="print the throughput tables again from a results.json, run nothing")
     args = ap.parse_args()
@@ -1095,6 +1098,9 @@ def main():
             section_rss(b, args, out, results)
         if "profile" in sections:
             section_profile(b, args, out, results)
+        if "bifromq" in sections:  # bench_bifromq.py (issue 12)
+            import bench_bifromq
+            bench_bifromq.section(b, args, out, results, sys.modules[__name__])
     finally:
         with open(os.path.join(args.out, "results.json"), "w") as f:
             json.dump(results, f, indent=1, default=str)
