@@ -11,7 +11,8 @@ a level "rc-XX" with reason code 0xXX once, then 0x00).
                                 topic_invalid, rejected, payload_invalid): never sent again;
                                 the source is acknowledged (nothing is redelivered for ever)
 
-Each at QoS 1 (PUBACK) and QoS 2 (PUBREC). Asserted: what the destination saw (every answer it
+Each at QoS 1 (PUBACK) and QoS 2 (PUBREC). Then 0x95, which MQTT 5 does not allow in a PUBACK:
+the link is closed (DISCONNECT 0x81), and the message goes again on the next link. Asserted: what the destination saw (every answer it
 gave, in order), /metrics (forwarded and dropped by reason), one link all along, and the source
 acknowledged for every message (the relay holds nothing).
 
@@ -134,6 +135,20 @@ def run(t):
     lines = [l for l in relay.log_lines() if "refused a message" in l or "busy" in l]
     t.note("%d log lines about refusals (rate-limited), e.g. %s"
            % (len(lines), lines[0].split(": ", 1)[1] if lines else "-"))
+
+    t.section("a code MQTT 5 does not allow in PUBACK (0x95): a protocol error, the link "
+              "closes (DISCONNECT 0x81) and the message goes again on the next one")
+    pub.publish("q1/rc-95/t", b"big", 1)
+    pub.wait_published(10)
+    t.check(rt.wait_until(lambda: len(hb.snapshot()) >= 2 and
+                          any(a[2] == 0 and a[0] == b"q1/rc-95/t"
+                              for a in hb.snapshot()[-1].answers), 20),
+            "a second link, where the message is taken")
+    first = hb.snapshot()[0]
+    t.check(first.disconnect_code == 0x81 and not first.open,
+            "the first link ended with the relay's DISCONNECT 0x81 (%s)" % first)
+    t.check(any("0x81" in l and "dst#0" in l for l in relay.log_lines()),
+            "one log line says why")
     relay.stop()
 
 

@@ -38,6 +38,7 @@ BIFROMQ_SECTIONS=default,pool4 (names: default profile pool4 pool16 v311 lowered
 ingress) runs only those.
 """
 import os
+import re
 import statistics
 import sys
 import threading
@@ -266,9 +267,11 @@ def section_profile(t):
         t, "prof", {"profile": "bifromq"}, 2000, ["up/p/%d" % i for i in range(4)])
     t.check(len(conns) == 1 and conns[0]["disconnect"] is None,
             "one connection, never disconnected (%s)" % [c["disconnect"] for c in conns])
-    t.check(conns[0]["max_fixed"] <= PACE and conns[0]["max_sliding"] <= PACE,
-            "the broker's busiest fixed window %d and sliding window %d <= %d"
-            % (conns[0]["max_fixed"], conns[0]["max_sliding"], PACE))
+    # fixed windows are what BifroMQ counts; the sliding count at the broker also moves with
+    # the broker's own stalls (it reads late, then a burst at once), so it is only reported
+    t.check(conns[0]["max_fixed"] <= PACE,
+            "the broker's busiest fixed window %d <= %d (sliding: %d)"
+            % (conns[0]["max_fixed"], PACE, conns[0]["max_sliding"]))
     fw = full_windows(conns[0])
     t.check(len(fw) >= 5 and statistics.median(fw) >= 0.9 * PACE,
             "full windows near the pace (%s)" % fw)
@@ -333,6 +336,11 @@ def section_v311(t):
             % dropped)
     sig = rt.metric(ms, "mqtt_relay_pace_signals_total", broker="bq", signal="missing_ack")
     t.check(sig >= 1, "/metrics: %g missing_ack signals" % sig)
+    waits = [int(m.group(1)) for m in (re.search(r"no acknowledgement for packet id \d+ within "
+                                                 r"(\d+) ms \(round trip", l)
+                                       for l in relay.log_lines()) if m]
+    t.check(waits and max(waits) < 20000,
+            "the relay gave up waiting after a few round trips, not ack_timeout (%s ms)" % waits)
     last = conns[-1]
     t.check(last["max_fixed"] <= PACE and not last["dropped"],
             "the last connection: no window above %d, nothing dropped (%d, %s)"
