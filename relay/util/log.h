@@ -79,8 +79,8 @@ void relay_log_limited(struct relay_log *lg, uint64_t now_ms, enum relay_log_lev
 /* Fields of the next line on lg (whatever becomes of it: written, filtered out or suppressed):
  * in the json format, extra members after "msg"; the text format ignores them. key is a static
  * string (a JSON member name); the value is copied (truncated to 127 bytes). At most
- * RELAY_LOG_FIELDS per line; more are ignored. "route" is special: it says who is a route (else
- * a who of the form "NAME#N" is split into "broker" and "conn"). */
+ * RELAY_LOG_FIELDS per line; more are ignored. A who of the form "NAME#N" is split into "broker"
+ * and "conn", unless a "route" field names who itself (a route may be called "x#1"). */
 void relay_log_field(struct relay_log *lg, const char *key, const char *value);
 void relay_log_field_int(struct relay_log *lg, const char *key, int64_t value);
 
