@@ -444,7 +444,8 @@ class Ejabberd(ErlangBroker):
     (ws=True: ejabberd_http serving mod_mqtt on /mqtt) optional. Mnesia in DIR/spool, kept
     across restart(): retained messages survive it, sessions (RAM tables) do not.
 
-    credentials: (user, password) for clients and the relay."""
+    credentials: (user, password) for clients and the relay.
+    connected_ids(i): client ids from "Opened MQTT session for USER@localhost/ID from ADDR"."""
 
     kind = "ejabberd"
     log_name = "ejabberd"
@@ -496,6 +497,10 @@ class Ejabberd(ErlangBroker):
         return argv, env
 
 
+    def connected_ids(self, i=-1):
+        return re.findall(r"Opened MQTT session for [^/\s]+/(\S+) from ", self.log_text(i))
+
+
 def ejabberd(t, name, **kw):
     return Ejabberd(t, name, **kw).start()
 
@@ -537,6 +542,14 @@ class Sections:
             self.t.section_name = None
             raise rt.Failure("%d section(s) failed:\n%s" % (
                 len(self.failed), "\n".join("   [%s] %s" % f for f in self.failed)))
+
+
+def payload_diff(got, want):
+    """Where two payloads differ, in words (for failure messages)."""
+    if len(got) != len(want):
+        return "%d bytes, want %d" % (len(got), len(want))
+    i = next(i for i in range(len(got)) if got[i] != want[i])
+    return "byte %d of %d is 0x%02x, want 0x%02x" % (i, len(got), got[i], want[i])
 
 
 def client(t, broker, version="5", **kw):

@@ -154,6 +154,10 @@ class EjabberdTest:
         for name, pub, topic, sub in probes:
             self.probes[name] = brokers.wait_route(t, pub, topic, sub, "route " + name,
                                                    relay=self.relay)
+        ids = ej.connected_ids()
+        want = {"ej-" + b["name"] for b in bcfg if b["name"] != "m5"}
+        t.check(want <= set(ids), "ejabberd's log shows the relay's client ids %s"
+                % ", ".join(sorted(want)), "it shows %s" % ids)
         for r in routes:
             self.expect_route[r["name"]] = 0
 
@@ -182,8 +186,8 @@ class EjabberdTest:
             if len(got) != 1:
                 bad.append("%s: %d copies" % (tp.decode(), len(got)))
             elif got[0].payload != pl:
-                bad.append("%s: payload %s, want %s" % (tp.decode(), rt.short(got[0].payload),
-                                                       rt.short(pl)))
+                bad.append("%s: payload %s" % (tp.decode(), brokers.payload_diff(got[0].payload,
+                                                                                pl)))
             elif got[0].qos != q or got[0].retain:
                 bad.append("%s: QoS %d retain %d, want QoS %d retain 0"
                            % (tp.decode(), got[0].qos, got[0].retain, q))

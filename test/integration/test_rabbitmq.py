@@ -192,8 +192,8 @@ class RabbitTest:
             if len(got) != 1:
                 bad.append("%s: %d copies" % (tp.decode(), len(got)))
             elif got[0].payload != pl:
-                bad.append("%s: payload %s, want %s" % (tp.decode(), rt.short(got[0].payload),
-                                                       rt.short(pl)))
+                bad.append("%s: payload %s" % (tp.decode(), brokers.payload_diff(got[0].payload,
+                                                                                pl)))
             elif got[0].qos != min(q, 1) or got[0].retain:
                 bad.append("%s: QoS %d retain %d, want QoS %d retain 0"
                            % (tp.decode(), got[0].qos, got[0].retain, min(q, 1)))
