@@ -34,11 +34,12 @@ Sections (each runs even when an earlier one failed; setup stops the test):
               subscriber's session in it). Nothing is lost by the relay: Mosquitto's log shows
               every message arriving from it, before the kill or after the restart (what
               Mosquitto had not acknowledged was sent again), and everything it sent after the
-              restart reaches the subscriber. The subscriber itself may miss the few messages
-              Mosquitto acknowledged just before the SIGKILL: Mosquitto had written them to the
-              subscriber's socket, the SIGKILL reset the connection before the subscriber read
-              them, and Mosquitto's unsaved state went with it (TESTING.md). The test counts
-              them and checks that Mosquitto had acknowledged every one.
+              restart reaches the subscriber. The subscriber itself may miss messages Mosquitto
+              acknowledged just before the SIGKILL (0 in most runs, up to 16 seen): Mosquitto
+              had written them to the subscriber's socket, the SIGKILL reset the connection
+              before the subscriber read them, and Mosquitto's unsaved state went with it
+              (TESTING.md). The test counts them and checks that Mosquitto had acknowledged
+              every one.
   ejabberd    ejabberd SIGKILLed and restarted: its sessions are gone (the relay starts new ones
               and subscribes again), the QoS 1 messages the relay held for it while it was down
               arrive, and traffic flows both ways again. What ejabberd had acknowledged but not
@@ -145,17 +146,14 @@ class EjabberdTest:
                   ("e5m", self.pub_e5, "e2m/5/probe", self.sub_m),
                   ("m2e3", self.pub_m, "m2e/3/probe", self.sub_e),
                   ("e3m", self.pub_e3, "e2m/3/probe", self.sub_m),
-                  ("m2et", self.pub_m, "m2e/t/probe", self.sub_e),
-                  ("etm", self.pub_e5, "e2m/t/probe", self.sub_m),
-                  ("m2ew", self.pub_m, "m2e/w/probe", self.sub_e),
-                  ("ewm", self.pub_e5, "e2m/w/probe", self.sub_m),
                   ("ek5m", self.pub_e5, "k/5/probe", self.sub_mk),
                   ("ek3m", self.pub_e3, "k/3/probe", self.sub_mk)]
+        # (the TLS and WebSocket links are probed in their own sections)
         for name, pub, topic, sub in probes:
             self.probes[name] = brokers.wait_route(t, pub, topic, sub, "route " + name,
                                                    relay=self.relay)
         ids = ej.connected_ids()
-        want = {"ej-" + b["name"] for b in bcfg if b["name"] != "m5"}
+        want = {"ej-e5", "ej-e311", "ej-ek5", "ej-ek3"}
         t.check(want <= set(ids), "ejabberd's log shows the relay's client ids %s"
                 % ", ".join(sorted(want)), "it shows %s" % ids)
         for r in routes:
@@ -307,6 +305,12 @@ class EjabberdTest:
     # ------------------------------------------------------------------ tls and ws
     def transport(self, pre, what):
         t = self.t
+        for name, pub, topic, sub in (("m2e" + pre, self.pub_m, "m2e/%s/probe" % pre,
+                                       self.sub_e),
+                                      ("e%sm" % pre, self.pub_e5, "e2m/%s/probe" % pre,
+                                       self.sub_m)):
+            self.probes[name] = brokers.wait_route(t, pub, topic, sub, "route " + name,
+                                                   relay=self.relay)
         for tag, pub, topic, sub in (("up", self.pub_m, "m2e/%s/x" % pre, self.sub_e),
                                      ("down", self.pub_e5, "e2m/%s/x" % pre, self.sub_m)):
             for i in range(5):
@@ -324,12 +328,14 @@ class EjabberdTest:
     def tls(self):
         self.transport("t", "over TLS (ejabberd's mod_mqtt with tls: true, the test CA)")
         lines = [l for l in self.relay.log_lines() if " etls#0: connected to mqtts://" in l]
-        self.t.check(lines, "the relay logs its TLS connection to ejabberd")
+        self.t.check(lines and "ej-etls" in self.ej.connected_ids(),
+                     "the relay logs its TLS connection to ejabberd; ejabberd logs ej-etls")
 
     def ws(self):
         self.transport("w", "over WebSocket (ejabberd_http serving mod_mqtt on /mqtt)")
         lines = [l for l in self.relay.log_lines() if " ews#0: connected to ws://" in l]
-        self.t.check(lines, "the relay logs its WebSocket connection to ejabberd")
+        self.t.check(lines and "ej-ews" in self.ej.connected_ids(),
+                     "the relay logs its WebSocket connection to ejabberd; ejabberd logs ej-ews")
 
     # ------------------------------------------------------------------ Mosquitto killed
     def mosquitto_log(self, run):

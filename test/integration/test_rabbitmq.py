@@ -150,11 +150,7 @@ class RabbitTest:
                   ("m2r31", self.pub_m, "m2r/b/probe", self.sub_r),
                   ("r31m", self.pub_r31, "r2m/b/probe", self.sub_m),
                   ("m2q2", self.pub_m, "q2/probe", self.sub_r)]
-        if not SHIM:
-            probes += [("m2rtls", self.pub_m, "m2r/t/probe", self.sub_r),
-                       ("rtlsm", self.pub_r311, "r2m/t/probe", self.sub_m),
-                       ("m2rws", self.pub_m, "m2r/w/probe", self.sub_r),
-                       ("rwsm", self.pub_r311, "r2m/w/probe", self.sub_m)]
+        # (the TLS and WebSocket links are probed in their own sections)
         for name, pub, topic, sub in probes:
             self.probes[name] = brokers.wait_route(t, pub, topic, sub, "route " + name,
                                                    relay=self.relay)
@@ -345,6 +341,12 @@ class RabbitTest:
                    "bridge bit inside %s)" % (kind, kind.upper()))
             return
         pre = kind[0]
+        for name, pub, topic, sub in (("m2r" + kind, self.pub_m, "m2r/%s/probe" % pre,
+                                       self.sub_r),
+                                      ("r%sm" % kind, self.pub_r311, "r2m/%s/probe" % pre,
+                                       self.sub_m)):
+            self.probes[name] = brokers.wait_route(t, pub, topic, sub, "route " + name,
+                                                   relay=self.relay)
         for tag, pub, topic, sub in (("up", self.pub_m, "m2r/%s/x" % pre, self.sub_r),
                                      ("down", self.pub_r311, "r2m/%s/x" % pre, self.sub_m)):
             for i in range(5):
