@@ -9,8 +9,15 @@ like relaytest.Broker (and are registered with the Test object for its cleanup):
     ej = brokers.ejabberd(t, "ej")              # rq.restart(), rq.log_text(), rq.start_times
     ej.credentials                              # ejabberd wants a user name and a password
 
+    rq = brokers.RabbitMQ(t, "rq", tls=certs, ws=True).start()   # more listeners: rq.ports,
+    rq.url_of("tls"), rq.url_of("ws", "/ws")    # rq.connected_ids() (client ids, from its log)
     brokers.require_rabbitmq()                  # exit 77 (skip) without the package
     shim = brokers.BridgeBitShim(rq.port).start()   # clears the bridge bit of CONNECT
+
+and what both broker tests share: client() (a relaytest Client with the broker's credentials),
+listener_client() (one on the TLS or WebSocket listener), wait_route() (readiness by probes,
+whatever the broker logs), Sections (every section runs; the test fails at the end naming the
+failed ones), payload_diff().
 
 What runs, by PID (BROKERS.md has the facts behind each choice):
   RabbitMQ  epmd -port P -address 127.0.0.1 (its own, in the foreground), then
