@@ -13,7 +13,8 @@ Sections:
                         the last connection is near 200 and none above
   profile               profile = "bifromq": 0 disconnects, no window above 200, 2,000 messages
   pool of 4 / of 16     connections = N: 0 disconnects, every connection's windows near 200
-                        (topics picked by the relay's hash so each connection gets its share)
+                        (topics picked by the relay's hash so each connection gets its share;
+                        with 16, nobody subscribes: the broker's tally counts what it accepted)
   MQTT 3.1.1            plain defaults: the bridge-bit refusal (a close without CONNACK) costs
                         one attempt, then the unpaced burst is dropped silently past 200 and the
                         missing acknowledgements (a few round trips) teach the pace: nothing lost;
@@ -209,7 +210,8 @@ def metrics_port():
 # sections
 
 
-def into_bifromq(t, name, bq_cfg, n, topics, version="5", sub_timeout=60, src_cfg=None):
+def into_bifromq(t, name, bq_cfg, n, topics, version="5", sub_timeout=60, src_cfg=None,
+                 subscribe=True):
     """src (Mosquitto) -> relay -> bq (rules broker); n QoS 1 messages over topics. The test's
     subscriber on bq (one Python client for the whole pool) gets a session queue of 100,000:
     BifroMQ's 1,000 would drop what it does not read fast enough, which is not what is tested
@@ -224,14 +226,22 @@ def into_bifromq(t, name, bq_cfg, n, topics, version="5", sub_timeout=60, src_cf
                                   **(src_cfg or {})), b],
                     routes=[{"name": "up", "from": "src", "to": "bq", "filter": "up/#",
                              "qos": 1}])
-    sub = t.client(bq, "5")
-    sub.subscribe("up/#", 1)
+    sub = None
+    if subscribe:
+        sub = t.client(bq, "5")
+        sub.subscribe("up/#", 1)
     relay.wait_ready({"src": src, "bq": bq})
     cids = relay.client_ids("bq")
     pub = t.client(src, "5", max_inflight=1000)
     expected = publish(pub, topics, n)
     pub.wait_published(120)
-    delivered(t, sub, expected, sub_timeout, name)
+    if sub:
+        delivered(t, sub, expected, sub_timeout, name)
+    else:
+        # nobody subscribes: the broker answers PUBACK 0x10, and its tally is the outcome
+        t.check(rt.wait_until(lambda: sum(c["accepted"] for c in bq.conns(cids, False)) >= n,
+                              sub_timeout),
+                "%s: the broker accepted all %d" % (name, n))
     conns = bq.conns(cids)
     ms = rt.get_metrics(mport)
     return relay, bq, sub, pub, conns, ms, cids
@@ -281,7 +291,7 @@ def section_profile(t):
     relay.stop()
 
 
-def section_pool(t, n_conns, per_conn):
+def section_pool(t, n_conns, per_conn, subscribe=True):
     t.section("pool of %d (profile): %d messages, no disconnect, every connection at the pace"
               % (n_conns, n_conns * per_conn))
     topics = pool_topics("up/pool%d" % n_conns, n_conns, 2)
@@ -291,7 +301,8 @@ def section_pool(t, n_conns, per_conn):
     # seconds' backlog on every connection, as config/pool-shared.conf advises
     relay, bq, sub, pub, conns, ms, cids = into_bifromq(
         t, "pool%d" % n_conns, {"profile": "bifromq", "connections": n_conns},
-        n_conns * per_conn, flat, src_cfg={"receive_maximum": 50 * n_conns})
+        n_conns * per_conn, flat, src_cfg={"receive_maximum": 50 * n_conns},
+        subscribe=subscribe)
     t.check(len(conns) == n_conns and not any(c["disconnect"] for c in conns),
             "%d connections, none disconnected (%s)"
             % (len(conns), [c["disconnect"] for c in conns if c["disconnect"]]))
@@ -497,7 +508,10 @@ SECTIONS = [
     ("default", section_default_v5),
     ("profile", section_profile),
     ("pool4", lambda t: section_pool(t, 4, 500)),
-    ("pool16", lambda t: section_pool(t, 16, 500)),
+    # 16 x 200 a second into the broker and out to one Python subscriber in this process is
+    # more than the two share of one core under the GIL on a busy machine: the subscriber is
+    # left out (the broker's tally counts what it accepted, per connection)
+    ("pool16", lambda t: section_pool(t, 16, 500, subscribe=False)),
     ("v311", section_v311),
     ("lowered", section_lowered),
     ("outage", section_source_outage),
