@@ -99,6 +99,7 @@ void relay_pace_link(struct relay_pace *p, uint64_t now_ms)
     p->link_ms = now_ms;
     p->win_k = 0;
     p->win_n = 0;
+    p->win_end_ms = now_ms + 1000u;
     slog_reset(&p->msgs);
     slog_reset(&p->bytes);
 }
@@ -199,11 +200,12 @@ bool relay_pace_take(struct relay_pace *p, uint64_t len, uint64_t now_ms, uint64
         p->tat_b_us = (p->tat_b_us > now_us ? p->tat_b_us : now_us) + iv_b;
         slog_add(&p->bytes, len);
     }
-    slog_add(&p->msgs, 1u); /* always: what we sent is what a signal is measured against */
-    k = now_ms > p->link_ms ? (now_ms - p->link_ms) / 1000u : 0;
-    if (k != p->win_k) {
+    slog_add(&p->msgs, 1u);        /* always: what we sent is what a signal is measured against */
+    if (now_ms >= p->win_end_ms) { /* a new second of the broker's count (no division per send) */
+        k = now_ms > p->link_ms ? (now_ms - p->link_ms) / 1000u : 0;
         p->win_k = k;
         p->win_n = 0;
+        p->win_end_ms = p->link_ms + (k + 1u) * 1000u;
     }
     if (nth)
         *nth = p->win_n > UINT32_MAX - 1u ? UINT32_MAX - 1u : (uint32_t)p->win_n;

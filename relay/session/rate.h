@@ -79,6 +79,7 @@ struct relay_pace {
     /* the current link */
     uint64_t link_ms;      /* when it opened: the broker counts whole seconds from about then */
     uint64_t win_k, win_n; /* that count's current second (estimated), our sends in it */
+    uint64_t win_end_ms;   /* when that second ends */
     uint64_t tat_m_us, tat_b_us; /* spacing: theoretical arrival times (GCRA), microseconds */
     struct relay_slog msgs, bytes;
 };
