@@ -688,6 +688,72 @@ static void bridge_bit_refused_then_never_again(void **st)
     env_free(e);
 }
 
+/* A verdict on the pace (DISCONNECT 0x96): the connection reconnects at once, counted, with the
+ * pace the broker's count taught it, kept across reconnects; /metrics shows both. A broker that
+ * keeps saying so link after link gets the normal backoff after a few. */
+static void pace_verdict_reconnects_at_once(void **st)
+{
+    struct env *e =
+        env_new("relay: { id = \"site-t\"; log_level = \"error\"; };\n"
+                "brokers = (\n"
+                "  { name = \"a\"; url = \"mqtt://127.0.0.1:1001\"; version = \"5\"; },\n"
+                "  { name = \"b\"; url = \"mqtt://127.0.0.1:1002\"; version = \"5\";\n"
+                "    reconnect = { min = 1000; max = 8000; }; }\n"
+                ");\n"
+                "routes = ( { from = \"a\"; to = \"b\"; filter = \"s/#\"; } );\n");
+    struct relay_conn *a = conn(e, 0, 0), *b = conn(e, 1, 0);
+    struct mqc_packet pk[64], d = {.type = MQC_DISCONNECT};
+    char *text = NULL;
+    size_t len = 0;
+    int n;
+
+    (void)st;
+    fake_open(&e->io, a, false);
+    fake_open(&e->io, b, false);
+    for (uint16_t i = 1; i <= 30; i++)
+        publish(e, a, "s/x", 1, i, NULL, 0);
+    n = fake_tx(&e->io, b, pk, 64);
+    assert_int_equal(n, 30);
+    for (int i = 0; i < 20; i++)
+        ack(e, b, MQC_PUBACK, pk[i].u.publish.packet_id);
+    e->io.now += 100; /* BifroMQ's refusal delay */
+    d.u.reason.code = 0x96;
+    assert_true(fake_rx(&e->io, b, &d) < 0);
+    fake_drop(&e->io, b, "connection closed by server");
+    assert_int_equal(e->io.wake, e->io.now); /* at once, not after reconnect.min */
+    assert_int_equal(b->stats.reconnects, 1);
+    assert_int_equal(relay_pace_limit(&b->pace), 20);
+    assert_int_equal(b->pace.signals[RELAY_PACE_DISCONNECT_96], 1);
+    relay_core_tick(e->r, e->io.now);
+    assert_int_equal(fake_link(&e->io, b)->connects, 2);
+    fake_open(&e->io, b, true);
+    assert_int_equal(relay_pace_limit(&b->pace), 20); /* kept across the reconnect */
+    assert_int_equal(relay_metrics_render(e->r, e->io.now, &text, &len), 0);
+    assert_non_null(
+        strstr(text, "mqtt_relay_pace_messages_per_second{broker=\"b\",conn=\"0\"} 20\n"));
+    assert_non_null(strstr(text, "mqtt_relay_pace_signals_total{broker=\"b\",conn=\"0\","
+                                 "signal=\"disconnect_0x96\"} 1\n"));
+    assert_non_null(
+        strstr(text, "mqtt_relay_pace_messages_per_second{broker=\"a\",conn=\"0\"} 0\n"));
+    free(text);
+    /* link after link at once: after a few, the normal backoff */
+    int quick = 1;
+    for (int round = 0; round < 8; round++) {
+        e->io.now += 10;
+        d.u.reason.code = 0x89; /* server busy, without anything in flight to judge by */
+        assert_true(fake_rx(&e->io, b, &d) < 0);
+        fake_drop(&e->io, b, "connection closed by server");
+        if (e->io.wake != e->io.now)
+            break;
+        quick++;
+        relay_core_tick(e->r, e->io.now);
+        fake_open(&e->io, b, true);
+    }
+    assert_int_equal(quick, 5);
+    assert_true(e->io.wake >= e->io.now + 1000);
+    env_free(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -707,6 +773,7 @@ int main(void)
         cmocka_unit_test(reload_changes_routes_on_live_links),
         cmocka_unit_test(reload_refuses_what_needs_a_restart),
         cmocka_unit_test(reload_reconnects_changed_broker),
+        cmocka_unit_test(pace_verdict_reconnects_at_once),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
