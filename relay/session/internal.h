@@ -109,6 +109,7 @@ struct relay_session {
     struct relay_pace *pace;      /* cfg->pace, or own */
     struct relay_pace *own_pace;  /* allocated when cfg->pace is NULL */
     struct relay_rtt rtt;         /* of acknowledgements (never of resent messages) */
+    uint64_t rtt_at;              /* when it was last sampled */
     uint64_t rate_ready_ms;       /* pacing: no PUBLISH before this */
     uint64_t retry_ready_ms;      /* after a "busy" refusal: no PUBLISH before */
     uint32_t busy_ms;             /* the current busy back-off (0 = none yet) */

@@ -364,8 +364,12 @@ int sess_on_ack(struct relay_session *s, uint8_t type, const struct mqc_ack *a, 
         return sess_peer_error(s, 0x82, what, now_ms);
     }
     relay_msg_unlink(&s->fl_head, &s->fl_tail, m);
-    if (!(m->state & MS_RESENT) && now_ms >= m->sent_ms)
-        relay_rtt_sample(&s->rtt, now_ms - m->sent_ms); /* Karn: never from a resend */
+    /* the round trip (3.x's missing-ack timeout): never from a resend (Karn), one sample a
+     * millisecond at most */
+    if (now_ms != s->rtt_at && !(m->state & MS_RESENT) && now_ms >= m->sent_ms) {
+        s->rtt_at = now_ms;
+        relay_rtt_sample(&s->rtt, now_ms - m->sent_ms);
+    }
     if (a->code >= 0x80) {
         int drop = RELAY_DROP_REJECTED;
         enum answer ans = answer_of(a->code, &drop);

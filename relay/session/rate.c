@@ -99,6 +99,7 @@ void relay_pace_link(struct relay_pace *p, uint64_t now_ms)
     p->link_ms = now_ms;
     p->win_k = 0;
     p->win_n = 0;
+    p->prev_n = 0;
     p->win_end_ms = now_ms + 1000u;
     slog_reset(&p->msgs);
     slog_reset(&p->bytes);
@@ -145,19 +146,51 @@ static uint64_t ceil_ms(uint64_t us)
     return (us + 999u) / 1000u;
 }
 
+/* Counts a send in the broker's (estimated) current second; *nth: sends before it there. */
+static void count_second(struct relay_pace *p, uint64_t now_ms, uint32_t *nth)
+{
+    if (now_ms >= p->win_end_ms) { /* a new second (no division per send) */
+        uint64_t k = now_ms > p->link_ms ? (now_ms - p->link_ms) / 1000u : 0;
+
+        p->prev_n = k == p->win_k + 1u ? p->win_n : 0;
+        p->win_k = k;
+        p->win_n = 0;
+        p->win_end_ms = p->link_ms + (k + 1u) * 1000u;
+    }
+    if (nth)
+        *nth = p->win_n > UINT32_MAX - 1u ? UINT32_MAX - 1u : (uint32_t)p->win_n;
+    p->win_n++;
+}
+
+/* Sends lately, for a verdict with no limit to lower: the busier of this second and the last. */
+static uint64_t sends_lately(const struct relay_pace *p, uint64_t now_ms)
+{
+    if (now_ms >= p->win_end_ms + 1000u)
+        return 0;
+    if (now_ms >= p->win_end_ms)
+        return p->win_n;
+    return p->win_n > p->prev_n ? p->win_n : p->prev_n;
+}
+
 bool relay_pace_take(struct relay_pace *p, uint64_t len, uint64_t now_ms, uint64_t *ready_ms,
                      uint32_t *nth)
 {
     const uint64_t now_us = now_ms * 1000u, win_us = (uint64_t)RELAY_PACE_WINDOW_MS * 1000u;
-    uint64_t lim, iv_m = 0, iv_b = 0, ready = 0, k;
+    uint64_t lim, iv_m = 0, iv_b = 0, ready = 0;
     bool wait = false;
 
-    raise_pace(p, now_ms);
+    if (p->learned)
+        raise_pace(p, now_ms);
     lim = relay_pace_limit(p);
-    slog_advance(&p->msgs, now_ms);
+    if (!lim && !p->cap_bytes) {
+        /* no limit: nothing to wait for or to log; only the count a verdict is judged by */
+        count_second(p, now_ms, nth);
+        return true;
+    }
     if (lim) {
         uint64_t tol;
 
+        slog_advance(&p->msgs, now_ms);
         iv_m = win_us / lim;
         /* a few messages; at high rates at least 2 ms' worth, or millisecond ticks (now_ms)
          * would lose the spacing's fractions */
@@ -192,24 +225,26 @@ bool relay_pace_take(struct relay_pace *p, uint64_t len, uint64_t now_ms, uint64
     if (wait) {
         if (ready_ms)
             *ready_ms = ready > now_ms ? ready : now_ms + 1u;
+        p->behind = true;
         return false;
     }
-    if (lim)
-        p->tat_m_us = (p->tat_m_us > now_us ? p->tat_m_us : now_us) + iv_m;
+    if (lim) {
+        /* the spacing restarts from now after an idle spell; while messages wait for it, time
+         * lost to a late wake-up (a busy machine) is made up, up to RELAY_PACE_CATCHUP_MS
+         * behind (the log still holds every window to the limit) */
+        if (p->tat_m_us < now_us &&
+            !(p->behind && p->tat_m_us + RELAY_PACE_CATCHUP_MS * 1000u >= now_us)) {
+            p->tat_m_us = now_us;
+            p->behind = false;
+        }
+        p->tat_m_us += iv_m;
+        slog_add(&p->msgs, 1u);
+    }
     if (p->cap_bytes) {
         p->tat_b_us = (p->tat_b_us > now_us ? p->tat_b_us : now_us) + iv_b;
         slog_add(&p->bytes, len);
     }
-    slog_add(&p->msgs, 1u);        /* always: what we sent is what a signal is measured against */
-    if (now_ms >= p->win_end_ms) { /* a new second of the broker's count (no division per send) */
-        k = now_ms > p->link_ms ? (now_ms - p->link_ms) / 1000u : 0;
-        p->win_k = k;
-        p->win_n = 0;
-        p->win_end_ms = p->link_ms + (k + 1u) * 1000u;
-    }
-    if (nth)
-        *nth = p->win_n > UINT32_MAX - 1u ? UINT32_MAX - 1u : (uint32_t)p->win_n;
-    p->win_n++;
+    count_second(p, now_ms, nth);
     return true;
 }
 
@@ -230,7 +265,6 @@ bool relay_pace_signal(struct relay_pace *p, enum relay_pace_signal sig, uint32_
     if (p->last_signal_ms && sent_ms <= p->last_signal_ms)
         return false; /* sent before we slowed down: the same verdict again */
     cur = relay_pace_limit(p);
-    slog_advance(&p->msgs, now_ms);
     if (counts(sig) && nth != UINT32_MAX) {
         if (nth == 0)
             return false; /* the first of its second: not our pace that is the matter */
@@ -253,9 +287,8 @@ bool relay_pace_signal(struct relay_pace *p, enum relay_pace_signal sig, uint32_
         }
     } else {
         /* "slower", no count: a quarter less than the pace we were at (the limit, or with none
-         * what we sent in the last window); rising again after the quiet period, with no
-         * ceiling */
-        uint64_t base = cur ? cur : p->msgs.sum;
+         * what we sent lately); rising again after the quiet period, with no ceiling */
+        uint64_t base = cur ? cur : sends_lately(p, now_ms);
 
         if (!base)
             return false; /* we had sent nothing: not our pace that is the matter */

@@ -11,9 +11,12 @@
  *
  *   spacing   messages go about WINDOW / L apart (GCRA, the virtual-scheduling form of a
  *             token bucket) with a burst tolerance of RELAY_PACE_BURST messages: smooth,
- *             never a second's worth at once;
+ *             never a second's worth at once; while messages wait for it, time a late
+ *             wake-up lost (up to RELAY_PACE_CATCHUP_MS) is made up;
  *   the log   sends per RELAY_PACE_SLOT_MS slot over the last window: the hard bound, checked
  *             before every send (a slot is counted whole, so the bound errs on the safe side).
+ *             Kept only while there is a limit (with none, a send costs a counter); a limit
+ *             learned on a live link (PUBACK "busy") starts with an empty log.
  *
  * Learning: a signal from the broker lowers the pace (multiplicative decrease). DISCONNECT 0x96
  * (message rate too high) and, at MQTT 3.x, a missing acknowledgement count: the broker took
@@ -38,6 +41,7 @@
 #define RELAY_PACE_SLOTS (RELAY_PACE_WINDOW_MS / RELAY_PACE_SLOT_MS + 1u)
 #define RELAY_PACE_BURST 3u /* messages that may go back to back beyond the spacing */
 #define RELAY_PACE_BYTES_BURST_MS 20u
+#define RELAY_PACE_CATCHUP_MS 100u    /* spacing lost to a late wake-up, made up while backlogged */
 #define RELAY_PACE_QUIET_MS 5000u     /* after a signal, this long before rising again */
 #define RELAY_PACE_RAISE_MS 1000u     /* then one additive step this often */
 #define RELAY_PACE_PROBE_MS 600000u   /* this long without a signal: rise past the estimate */
@@ -80,7 +84,9 @@ struct relay_pace {
     uint64_t link_ms;      /* when it opened: the broker counts whole seconds from about then */
     uint64_t win_k, win_n; /* that count's current second (estimated), our sends in it */
     uint64_t win_end_ms;   /* when that second ends */
+    uint64_t prev_n;       /* our sends in the second before it */
     uint64_t tat_m_us, tat_b_us; /* spacing: theoretical arrival times (GCRA), microseconds */
+    bool behind; /* asks were refused since the spacing last restarted: messages wait */
     struct relay_slog msgs, bytes;
 };
 
