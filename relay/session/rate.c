@@ -172,8 +172,9 @@ static uint64_t sends_lately(const struct relay_pace *p, uint64_t now_ms)
     return p->win_n > p->prev_n ? p->win_n : p->prev_n;
 }
 
-bool relay_pace_take(struct relay_pace *p, uint64_t len, uint64_t now_ms, uint64_t *ready_ms,
-                     uint32_t *nth)
+/* relay_pace_take() with a limit of some kind. */
+static bool __attribute__((noinline))
+take_limited(struct relay_pace *p, uint64_t len, uint64_t now_ms, uint64_t *ready_ms, uint32_t *nth)
 {
     const uint64_t now_us = now_ms * 1000u, win_us = (uint64_t)RELAY_PACE_WINDOW_MS * 1000u;
     uint64_t lim, iv_m = 0, iv_b = 0, ready = 0;
@@ -182,11 +183,6 @@ bool relay_pace_take(struct relay_pace *p, uint64_t len, uint64_t now_ms, uint64
     if (p->learned)
         raise_pace(p, now_ms);
     lim = relay_pace_limit(p);
-    if (!lim && !p->cap_bytes) {
-        /* no limit: nothing to wait for or to log; only the count a verdict is judged by */
-        count_second(p, now_ms, nth);
-        return true;
-    }
     if (lim) {
         uint64_t tol;
 
@@ -244,6 +240,16 @@ bool relay_pace_take(struct relay_pace *p, uint64_t len, uint64_t now_ms, uint64
         p->tat_b_us = (p->tat_b_us > now_us ? p->tat_b_us : now_us) + iv_b;
         slog_add(&p->bytes, len);
     }
+    count_second(p, now_ms, nth);
+    return true;
+}
+
+bool relay_pace_take(struct relay_pace *p, uint64_t len, uint64_t now_ms, uint64_t *ready_ms,
+                     uint32_t *nth)
+{
+    if (p->learned || p->cap_msgs || p->cap_bytes)
+        return take_limited(p, len, now_ms, ready_ms, nth);
+    /* no limit: nothing to wait for or to log; only the count a verdict is judged by */
     count_second(p, now_ms, nth);
     return true;
 }
