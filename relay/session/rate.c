@@ -289,20 +289,24 @@ bool relay_pace_signal(struct relay_pace *p, enum relay_pace_signal sig, uint32_
                 nw = cur - 1u;
             if (nth < nw)
                 nw = nth;
+            if (!nw)
+                nw = 1;
+            if (nw >= cur)
+                return false; /* at one a second already */
             p->ceiling = nth < cur ? nth : cur - 1u;
         }
     } else {
         /* "slower", no count: a quarter less than the pace we were at (the limit, or with none
-         * what we sent lately); rising again after the quiet period, with no ceiling */
+         * what we sent lately), not below RELAY_PACE_SLOWER_MIN (these verdicts come from a
+         * busy broker as much as from our pace: the busy back-off answers them too); rising
+         * again after the quiet period, with no ceiling */
         uint64_t base = cur ? cur : sends_lately(p, now_ms);
 
-        if (!base)
-            return false; /* we had sent nothing: not our pace that is the matter */
-        if (!cur && base < RELAY_PACE_SLOWER_MIN)
-            base = RELAY_PACE_SLOWER_MIN; /* a trickle: the verdict is on more than our pace */
+        if (base <= RELAY_PACE_SLOWER_MIN)
+            return false; /* a trickle already: not our pace that is the matter */
         nw = base - base / 4u;
-        if (nw >= base && base > 1)
-            nw = base - 1u;
+        if (nw < RELAY_PACE_SLOWER_MIN)
+            nw = RELAY_PACE_SLOWER_MIN;
         p->ceiling = 0;
     }
     if (!nw)

@@ -25,7 +25,8 @@
  * or at least 10 % lower, and rising after RELAY_PACE_QUIET_MS without a signal (2 % a second,
  * additive increase) stops just under it until RELAY_PACE_PROBE_MS have passed. The others
  * (DISCONNECT 0x89 / 0x93 / 0x97, PUBACK 0x83 / 0x97) only say "slower": a quarter less than
- * the pace we were at, rising again (5 % a second) after the quiet period. What was learned
+ * the pace we were at, never below RELAY_PACE_SLOWER_MIN (they come from a busy broker as much
+ * as from our pace), rising again (5 % a second) after the quiet period. What was learned
  * lives as long as the struct: the core's connection keeps it across reconnects.
  */
 #ifndef RELAY_SESSION_RATE_H
@@ -46,7 +47,7 @@
 #define RELAY_PACE_RAISE_MS 1000u     /* then one additive step this often */
 #define RELAY_PACE_PROBE_MS 600000u   /* this long without a signal: rise past the estimate */
 #define RELAY_PACE_UNLIMITED 1000000u /* a learned pace above this is no limit at all */
-#define RELAY_PACE_SLOWER_MIN 20u     /* "slower" with no limit yet: from at least this */
+#define RELAY_PACE_SLOWER_MIN 20u     /* "slower" verdicts never take the pace below this */
 
 /* Sends per slot over the last window. */
 struct relay_slog {

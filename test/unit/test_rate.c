@@ -266,11 +266,16 @@ static void signals_lower_and_learn(void **st)
     /* a count with nothing to estimate from (QoS 0, nothing in flight): a quarter less */
     assert_true(relay_pace_signal(&p, RELAY_PACE_DISCONNECT_96, UINT32_MAX, t + 800, t + 800));
     assert_int_equal(relay_pace_limit(&p), 26);
-    /* never below one a second */
+    /* "slower" verdicts stop at 20 a second */
     for (int i = 0; i < 20; i++)
         relay_pace_signal(&p, RELAY_PACE_NO_ACK, UINT32_MAX, t + 900 + i, t + 900 + i);
+    assert_int_equal(relay_pace_limit(&p), 20);
+    assert_int_equal(p.signals[RELAY_PACE_NO_ACK], 1);
+    /* counts take it lower, never below one a second */
+    for (int i = 0; i < 40; i++)
+        relay_pace_signal(&p, RELAY_PACE_NO_ACK, 1, t + 950 + i, t + 950 + i);
     assert_int_equal(relay_pace_limit(&p), 1);
-    assert_int_equal(p.signals[RELAY_PACE_NO_ACK], 20);
+    assert_int_equal(p.signals[RELAY_PACE_NO_ACK], 2);
     /* "slower" with no limit yet: from what we sent in the last window (20 at least) */
     relay_pace_init(&p, 0, 0);
     relay_pace_link(&p, t);
@@ -282,8 +287,8 @@ static void signals_lower_and_learn(void **st)
     relay_pace_init(&p, 0, 0);
     relay_pace_link(&p, t);
     assert_true(relay_pace_take(&p, 10, t, &ready, &nth));
-    assert_true(relay_pace_signal(&p, RELAY_PACE_ACK_97, 5, t, t + 1));
-    assert_int_equal(relay_pace_limit(&p), 15); /* a trickle: a quarter under 20 */
+    assert_false(relay_pace_signal(&p, RELAY_PACE_ACK_97, 5, t, t + 1)); /* a trickle */
+    assert_int_equal(relay_pace_limit(&p), 0);
     /* a count signal for the first message of the broker's second is no verdict on the pace */
     assert_false(relay_pace_signal(&p, RELAY_PACE_DISCONNECT_96, 0, t + 5, t + 5));
     /* with a configured limit the learned one never exceeds it */
