@@ -67,6 +67,8 @@ static void do_reload(struct relay *r, struct relay_transport *t, struct relay_l
     }
     relay_log(log, RELAY_LOG_INFO, NULL, "SIGHUP: reloading %s", (*cfg)->path);
     rc = relay_config_load((*cfg)->path, ncfg, err, sizeof(err));
+    if (!rc && (rc = relay_transport_check_tls(ncfg, err, sizeof(err))) != 0)
+        relay_config_cleanup(ncfg);
     if (rc) {
         relay_log(log, RELAY_LOG_ERROR, NULL, "reload: %s; keeping the running configuration", err);
         free(ncfg);
@@ -209,6 +211,8 @@ int main(int argc, char **argv)
         return 2;
     }
     rc = relay_config_load(file, cfg, err, sizeof(err));
+    if (!rc && (rc = relay_transport_check_tls(cfg, err, sizeof(err))) != 0)
+        relay_config_cleanup(cfg);
     if (rc) {
         fprintf(stderr, "%s\n", err);
         free(cfg);
