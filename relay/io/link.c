@@ -53,8 +53,14 @@ void io_link_free(struct link *l)
         t->links = l->next;
     if (l->next)
         l->next->prev = l->prev;
-    if (l->ssl)
+    if (l->ssl) {
+        /* A link lost without close_notify would make OpenSSL mark its session unresumable,
+         * and a flaky uplink is where resumption pays (TLS 1.1 on, RFC 5246 §7.2.1, allows
+         * resuming after an abrupt end). */
+        if (l->hs_done)
+            SSL_set_shutdown(l->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
         SSL_free(l->ssl);
+    }
     io_stack_free(l);
     free(l->proxy.user);
     if (l->proxy.pass) {

@@ -204,6 +204,22 @@ static const char *alert_text(int ret)
     }
 }
 
+/* Which settings an alert points at, for the operator. */
+static const char *alert_hint(int ret)
+{
+    switch (ret & 0xff) {
+    case 40: /* handshake_failure */
+    case 71: /* insufficient_security */
+        return " (nothing in common with the server: see tls.ciphers, tls.ciphersuites)";
+    case 70: /* protocol_version */
+        return " (no TLS version in common with the server: see tls.min_version)";
+    case 120: /* no_application_protocol */
+        return " (the server accepts none of tls.alpn)";
+    default:
+        return "";
+    }
+}
+
 /* Fatal alerts become the link's reason (e.g. the server refusing our certificate: with TLS
  * 1.3 that alert comes after our side finished the handshake). */
 static void info_cb(const SSL *ssl, int where, int ret)
@@ -213,9 +229,10 @@ static void info_cb(const SSL *ssl, int where, int ret)
     if (!l || !(where & SSL_CB_ALERT) || (ret >> 8) != SSL3_AL_FATAL)
         return;
     if (where & SSL_CB_READ)
-        io_why_set(l, "TLS: server sent alert: %s", alert_text(ret));
+        io_why_set(l, "TLS: server sent alert: %s%s", alert_text(ret), alert_hint(ret));
     else
-        io_why_set(l, "TLS: handshake failed: we sent alert: %s", alert_text(ret));
+        io_why_set(l, "TLS: handshake failed: we sent alert: %s%s", alert_text(ret),
+                   alert_hint(ret));
 }
 
 /* ---- building a context ------------------------------------------------------------------- */
