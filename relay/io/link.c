@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <openssl/ssl.h>
 
@@ -230,6 +231,40 @@ void io_link_resolved(struct link *l, int n_addr, const char (*addr)[INET6_ADDRS
     io_link_schedule(l);
 }
 
+/* bind_address can be bound now (lws would only log its errno, once per attempt, as its own
+ * ERROR line). false with why. */
+static bool bind_ok(struct link *l)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    int fd, e = 0;
+
+    memset(&ss, 0, sizeof(ss));
+    if (family_of(l->bind) == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+
+        a->sin6_family = AF_INET6;
+        inet_pton(AF_INET6, l->bind, &a->sin6_addr);
+        sl = sizeof(*a);
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+
+        a->sin_family = AF_INET;
+        inet_pton(AF_INET, l->bind, &a->sin_addr);
+        sl = sizeof(*a);
+    }
+    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&ss, sl) < 0)
+        e = errno;
+    if (fd >= 0)
+        close(fd);
+    if (!e)
+        return true;
+    io_why_set(l, "bind_address %s: %s%s", l->bind, strerror(e),
+               e == EADDRNOTAVAIL ? " (not an address of this machine)" : "");
+    return false;
+}
+
 /* Starts connecting to the next address. Returns with the attempt under way, the link GONE
  * (reported from the sul), or a retry scheduled. Never reports from inside this call. */
 static void link_attempt(struct link *l)
@@ -238,6 +273,10 @@ static void link_attempt(struct link *l)
     struct lws *wsi;
     int saved_errno;
 
+    if (l->bind[0] && l->next_addr == 0 && !bind_ok(l)) {
+        io_link_gone(l, NULL);
+        return;
+    }
     for (;;) {
         if (l->closing || l->t->destroying) {
             io_link_gone(l, "closed by relay");

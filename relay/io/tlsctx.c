@@ -443,8 +443,14 @@ static int load_cert(SSL_CTX *s, const struct tls_ctx *c, const struct files *f,
     EVP_PKEY *k = NULL;
 
     if (!x || !SSL_CTX_use_certificate(s, x)) {
+        bool cut = memmem(f->data[1], f->len[1], "-----BEGIN", 10) &&
+                   !memmem(f->data[1], f->len[1], "-----END", 8);
+
         snprintf(err, errlen, "tls.cert_file %s: %s", c->cert_file,
-                 x ? ssl_reason() : "no PEM certificate in it");
+                 x     ? ssl_reason()
+                 : cut ? "no PEM certificate in it (cut short: no \"-----END\" line, "
+                         "half-written?)"
+                       : "no PEM certificate in it");
         goto fail;
     }
     *nafter = unix_time(X509_get0_notAfter(x));
@@ -464,8 +470,11 @@ static int load_cert(SSL_CTX *s, const struct tls_ctx *c, const struct files *f,
     b = BIO_new_mem_buf(f->data[2], (int)f->len[2]);
     k = b ? PEM_read_bio_PrivateKey(b, NULL, no_password, NULL) : NULL;
     if (!k) {
+        bool cut = memmem(f->data[2], f->len[2], "-----BEGIN", 10) &&
+                   !memmem(f->data[2], f->len[2], "-----END", 8);
+
         snprintf(err, errlen, "tls.key_file %s: no usable PEM private key in it (%s)", c->key_file,
-                 ssl_reason());
+                 cut ? "cut short: no \"-----END\" line, half-written?" : ssl_reason());
         goto fail;
     }
     if (!SSL_CTX_use_PrivateKey(s, k) || !SSL_CTX_check_private_key(s)) {
