@@ -139,7 +139,7 @@ static int http_feed(struct io_proxy *p, const uint8_t *in, size_t len, size_t *
         }
     if (!end) {
         *used = take;
-        if (p->in_len >= 5 && memcmp(p->in, "HTTP/", 5))
+        if (memcmp(p->in, "HTTP/", p->in_len < 5 ? p->in_len : 5))
             return fail(p, "did not answer in HTTP (is it a SOCKS5 proxy?)");
         if (p->in_len == sizeof(p->in))
             return fail(p, "sent an answer longer than %u bytes", (unsigned)sizeof(p->in));

@@ -110,7 +110,7 @@ int io_ws_response(struct io_ws *w, const uint8_t *in, size_t len, size_t *used,
         }
     *used = take;
     if (!end) {
-        if (w->head_len >= 5 && memcmp(w->head, "HTTP/", 5)) {
+        if (memcmp(w->head, "HTTP/", w->head_len < 5 ? w->head_len : 5)) {
             snprintf(why, whylen, "WebSocket upgrade failed: the server did not answer in HTTP");
             return IO_WS_FAIL;
         }
