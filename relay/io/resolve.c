@@ -180,9 +180,11 @@ static void start_queued(struct io_resolver *r)
         if (pthread_create(&th, &at, lookup_thread, d)) {
             r->refs--;
             pthread_attr_destroy(&at);
-            d->started = d->finished = true; /* answered as a failure */
+            d->started = d->finished = true; /* answered as a failure, from the loop */
             d->gai = EAI_SYSTEM;
             d->sys_errno = EAGAIN;
+            if (!r->dead && r->ctx)
+                lws_cancel_service(r->ctx);
             continue;
         }
         pthread_attr_destroy(&at);
