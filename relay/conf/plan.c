@@ -66,12 +66,25 @@ static void print_relay(const struct relay_config *cfg, FILE *out)
     else
         fprintf(out, "  batch_wait:      off\n");
     fprintf(out, "  log_level:       %s\n", level_name(cfg->log_level));
-    if (cfg->metrics_host)
-        fprintf(out, "  metrics:         http://%s%s%s:%u/metrics and /healthz\n",
-                strchr(cfg->metrics_host, ':') ? "[" : "", cfg->metrics_host,
-                strchr(cfg->metrics_host, ':') ? "]" : "", (unsigned)cfg->metrics_port);
-    else
+    fprintf(out, "  log_format:      %s\n", cfg->log_format == RELAY_LOG_JSON ? "json" : "text");
+    if (cfg->metrics_host) {
+        const char *lb = strchr(cfg->metrics_host, ':') ? "[" : "";
+        const char *rb = strchr(cfg->metrics_host, ':') ? "]" : "";
+
+        fprintf(out,
+                "  metrics:         http://%s%s%s:%u/ (status page), /api/v1/status, "
+                "/metrics, /healthz\n",
+                lb, cfg->metrics_host, rb, (unsigned)cfg->metrics_port);
+        if (cfg->admin_token)
+            fprintf(out, "  reload:          POST /-/reload with the bearer token "
+                         "relay.admin_token (set; not shown)\n");
+        else
+            fprintf(out,
+                    "  reload:          POST /-/reload from anyone who reaches the listener "
+                    "when it is on a loopback address, else refused (set relay.admin_token)\n");
+    } else {
         fprintf(out, "  metrics:         off\n");
+    }
     if (cfg->proxy.kind != RELAY_PROXY_NONE)
         fprintf(out, "  proxy:           %s for every broker (see each broker)\n",
                 cfg->proxy.kind == RELAY_PROXY_HTTP ? "HTTP CONNECT" : "SOCKS5");
