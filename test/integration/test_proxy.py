@@ -23,7 +23,8 @@ second Mosquitto ("local") is reached directly.
            no credentials where the SOCKS5 proxy wants some, and a 403 on cue: one clear line
            each, naming the proxy and the user; the relay retries.
   secret   no password (right or wrong, as written or decoded) in the relay's log, in
-           --check's output (which shows each proxy as "(password set)") or in /metrics.
+           --check's output (which shows each proxy as "(password set)"), in /metrics or in
+           /api/v1/status.
 """
 import sys
 import time
@@ -211,7 +212,8 @@ def run(t):
     st2, out2, err2 = t.run_relay_once(open(r2.conf_path).read(), ["--check"], "check2.conf")
     texts = {"relay log": r.stderr_text(), "relay-refused log": r2.stderr_text(),
              "--check": out + err + out2 + err2,
-             "/metrics": rt.http_get(mport, "/metrics")[2]}
+             "/metrics": rt.http_get(mport, "/metrics")[2],
+             "/api/v1/status": rt.http_get(mport, "/api/v1/status")[2]}
     for what, text in texts.items():
         for pw in (PASS_HTTP, PASS_HTTP_URL, PASS_SOCKS, WRONG, "s3cret"):
             t.check(pw not in text, "%s: no %r" % (what, pw))
