@@ -1,16 +1,18 @@
 """Name resolution off the event loop (issue 13, item 1), with a DNS server of ours.
 
 The relay runs under netns.Resolver: its own resolv.conf (our dnsserver.py on 127.53.X.Y:53,
-`options timeout:3 attempts:2`: a name never answered takes glibc 6 s) and its own hosts file,
-bind-mounted in a private mount namespace.
+`options timeout:5 attempts:2`, glibc's defaults: a name never answered takes 10 s, as in the
+issue) and its own hosts file, bind-mounted in a private mount namespace.
 
   hang     brokers src (127.0.0.1) and dst (by a name our server answers), and a third broker
            "stall" whose name our server never answers: QoS 1 messages published on src at
            50 msg/s for 8 s all reach dst's subscriber, in order, while lookups of the hung
            name are under way (the server counted its queries during the window); the
            latency of every message is measured and the largest printed; the test asserts a
-           bound of 2 s, which machine noise does not reach and the old stall (the loop
-           blocked 6 s per lookup here, 10 s with glibc's defaults) would. src and dst log no
+           bound of 4 s, which machine noise does not reach (quiet: under 10 ms; with the
+           machine's two cores shared by a load average of 4, spikes of 0.5-1.6 s were seen
+           with and without a hung name) and the old stall (the loop blocked 10 s per
+           lookup) would. src and dst log no
            warning; /metrics counts stall's failed lookups and dst's timed ones.
   late     a broker whose name is unknown (NXDOMAIN) fails, is retried with backoff, and is
            connected without a restart once the name appears in the hosts file (rewritten in
@@ -32,7 +34,7 @@ import netns  # noqa: E402
 
 RATE = 50
 SECONDS = 8
-LATENCY_BOUND = 2.0  # s: the old stall was 6-10 s per lookup; noise here stays far below
+LATENCY_BOUND = 4.0  # s: the old stall was 10 s per lookup; noise here stays below
 
 
 def metrics_port():
@@ -103,12 +105,12 @@ def run_hang(t, res, mport):
     t.say("   latency src -> dst at %d msg/s while stall.test hangs: max %.1f ms, p99 %.1f ms, "
           "p50 %.1f ms (%d messages)" % (RATE, mx * 1000, p99 * 1000, p50 * 1000, n))
     t.check(mx < LATENCY_BOUND, "largest latency %.0f ms is under %.0f ms (the old stall: "
-            "6000 ms per lookup here)" % (mx * 1000, LATENCY_BOUND * 1000))
+            "10000 ms per lookup here)" % (mx * 1000, LATENCY_BOUND * 1000))
     bad = [l for l in r.log_lines() if ("WARN" in l or "ERROR" in l) and
            (" src#" in l or " dst#" in l)]
     t.check(not bad, "no warning for src or dst", "\n".join(bad[:5]))
     t.check(rt.wait_until(lambda: rt.metric(rt.get_metrics(mport), "mqtt_relay_dns_failures_total",
-                                            broker="stall") >= 1, 15),
+                                            broker="stall") >= 1, 20),
             "/metrics: mqtt_relay_dns_failures_total{broker=\"stall\"} >= 1")
     ms = rt.get_metrics(mport)
     t.check(rt.metric(ms, "mqtt_relay_dns_lookup_seconds_count", broker="dst") >= 1 and
@@ -193,7 +195,7 @@ def run(t):
     if not ok:
         print("SKIP: %s" % why)
         sys.exit(rt.SKIP)
-    res = netns.Resolver(t, timeout=3, attempts=2)
+    res = netns.Resolver(t, timeout=5, attempts=2)
     run_hang(t, res, metrics_port())
     run_late(t, res)
     run_moving(t, res, metrics_port())
