@@ -60,18 +60,20 @@ static void check_expiry(struct relay *r, struct relay_broker *b, uint64_t now_m
     if (n->cert_warned_for == n->cert_not_after && n->cert_warned_ms &&
         now_ms - n->cert_warned_ms < WARN_EVERY_MS)
         return;
+    const char *file = b->cfg->tls.cert_file;
+
     n->cert_warned_for = n->cert_not_after;
     n->cert_warned_ms = now_ms ? now_ms : 1;
     if (left <= 0)
         relay_log(r->log, RELAY_LOG_ERROR, b->cfg->name,
-                  "the TLS client certificate %s expired %.1f days ago: renew it (the relay "
+                  "the TLS client certificate%s%s expired %.1f days ago: renew it (the relay "
                   "reads it again at every reconnect)",
-                  b->cfg->tls.cert_file ? b->cfg->tls.cert_file : "", (double)-left / DAY_S);
+                  file ? " " : "", file ? file : "", (double)-left / DAY_S);
     else
         relay_log(r->log, RELAY_LOG_WARN, b->cfg->name,
-                  "the TLS client certificate %s expires in %.1f days: renew it (the relay reads "
+                  "the TLS client certificate%s%s expires in %.1f days: renew it (the relay reads "
                   "it again at every reconnect, and on SIGHUP)",
-                  b->cfg->tls.cert_file ? b->cfg->tls.cert_file : "", (double)left / DAY_S);
+                  file ? " " : "", file ? file : "", (double)left / DAY_S);
 }
 
 void relay_core_tls_cert(struct relay_conn *c, int64_t not_after, uint64_t now_ms)

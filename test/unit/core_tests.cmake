@@ -28,3 +28,4 @@ endif()
 # the io layer (only proxy.o and ws.o are pulled from it, and OpenSSL's SHA-1 for ws).
 relay_unit_test(test_proxy LIBS relay_io)
 relay_unit_test(test_ws LIBS relay_io)
+relay_unit_test(test_netstats ${CMAKE_CURRENT_LIST_DIR}/fake_io.c LIBS relay_core relay_conf)
