@@ -75,6 +75,8 @@ static int do_reload(void *arg, uint64_t now_ms, char *msg, size_t msglen)
         return -ENOMEM;
     }
     rc = relay_config_load((*a->cfg)->path, ncfg, err, sizeof(err));
+    if (!rc && (rc = relay_transport_check_tls(ncfg, err, sizeof(err))) != 0)
+        relay_config_cleanup(ncfg);
     if (rc) {
         snprintf(msg, msglen, "%s; keeping the running configuration", err);
         free(ncfg);
@@ -230,6 +232,8 @@ int main(int argc, char **argv)
         return 2;
     }
     rc = relay_config_load(file, cfg, err, sizeof(err));
+    if (!rc && (rc = relay_transport_check_tls(cfg, err, sizeof(err))) != 0)
+        relay_config_cleanup(cfg);
     if (rc) {
         fprintf(stderr, "%s\n", err);
         free(cfg);

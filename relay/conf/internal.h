@@ -75,6 +75,16 @@ int cfg_check_client_ids(struct ld *ld, const config_setting_t *list);
 int cfg_check_route_names(struct ld *ld);
 int cfg_check_loops(struct ld *ld, const struct relay_tpl *tpl);
 
+/* ---- link.c: tls group, proxies, TCP options, source address ---- */
+int cfg_parse_tls(struct ld *ld, const config_setting_t *g, struct relay_broker_config *b);
+int cfg_parse_link(struct ld *ld, const config_setting_t *g, struct relay_broker_config *b);
+int cfg_parse_relay_proxy(struct ld *ld, const config_setting_t *relay_group);
+void cfg_proxy_cleanup(struct relay_proxy_config *px);
+/* The proxy URL for messages, its password replaced by "***", quoted like cfg_shown(). */
+const char *cfg_proxy_shown(char *buf, size_t cap, const char *text);
+/* host matches one of the relay.no_proxy entries. */
+bool cfg_no_proxy_match(char *const *list, size_t n, const char *host);
+
 /* ---- validate.c: the file's text, integer literals pre-scanned ---- */
 int cfg_read_text(struct ld *ld, int fd, char **text);
 

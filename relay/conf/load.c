@@ -92,6 +92,8 @@ static int parse_relay(struct ld *ld, const config_setting_t *root)
                                        "log_format",
                                        "admin_token",
                                        "admin_token_file",
+                                       "proxy",
+                                       "no_proxy",
                                        NULL};
     static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
     static const char *const formats[] = {"text", "json", NULL};
@@ -152,6 +154,8 @@ static int parse_relay(struct ld *ld, const config_setting_t *root)
         if ((rc = cfg_get_int(ld, g, "batch_wait_us", 0, 5000, RELAY_BATCH_WAIT_US, &n)) < 0)
             return rc;
         cfg->batch_wait_us = (uint32_t)n;
+        if ((rc = cfg_parse_relay_proxy(ld, g)) < 0)
+            return rc;
     }
     ld->kp = "";
     if (!cfg->id) {
@@ -199,51 +203,6 @@ static int parse_urls(struct ld *ld, const config_setting_t *g, struct relay_bro
         if ((rc = cfg_parse_url(ld, e, text, &b->urls[i])) < 0)
             return rc;
     }
-    return 0;
-}
-
-static int parse_tls(struct ld *ld, const config_setting_t *g, struct relay_broker_config *b)
-{
-    static const char *const keys[] = {"ca_file", "cert_file",   "key_file",
-                                       "verify",  "server_name", NULL};
-    const config_setting_t *t;
-    const char *v;
-    char bb[100];
-    int rc;
-
-    b->tls.verify = true; /* also without a tls group: mqtts:// and wss:// verify by default */
-    if ((rc = cfg_get_group(ld, g, "tls", &t)) < 0 || !t)
-        return rc;
-    b->has_tls = true;
-    bool secure = false;
-    for (size_t i = 0; i < b->n_urls; i++)
-        secure |= b->urls[i].scheme == RELAY_MQTTS || b->urls[i].scheme == RELAY_WSS;
-    if (!secure)
-        return cfg_fail(ld, t,
-                        "a tls group needs an mqtts:// or wss:// URL (no URL of this broker "
-                        "uses TLS)");
-    ld->kp = "tls.";
-    if ((rc = cfg_check_keys(ld, t, keys)) < 0 ||
-        (rc = cfg_get_file(ld, t, "ca_file", &b->tls.ca_file)) < 0 ||
-        (rc = cfg_get_file(ld, t, "cert_file", &b->tls.cert_file)) < 0 ||
-        (rc = cfg_get_file(ld, t, "key_file", &b->tls.key_file)) < 0 ||
-        (rc = cfg_get_bool(ld, t, "verify", true, &b->tls.verify)) < 0 ||
-        (rc = cfg_get_str(ld, t, "server_name", &v)) < 0)
-        return rc;
-    if (b->tls.cert_file && !b->tls.key_file)
-        return cfg_fail(ld, config_setting_get_member(t, "cert_file"),
-                        "tls.cert_file needs tls.key_file");
-    if (b->tls.key_file && !b->tls.cert_file)
-        return cfg_fail(ld, config_setting_get_member(t, "key_file"),
-                        "tls.key_file needs tls.cert_file");
-    if (v) {
-        if (!cfg_host_ok(v, strlen(v), false))
-            return cfg_fail(ld, config_setting_get_member(t, "server_name"),
-                            "tls.server_name %s is not a host name", cfg_shown(bb, sizeof(bb), v));
-        if ((rc = cfg_dup_str(ld, v, &b->tls.server_name)) < 0)
-            return rc;
-    }
-    ld->kp = "";
     return 0;
 }
 
@@ -374,7 +333,8 @@ static int parse_broker(struct ld *ld, const config_setting_t *g, size_t idx,
         "name", "url", "version", "client_id", "username", "password", "password_file",
         "keepalive", "clean_start", "session_expiry", "connections", "receive_maximum",
         "max_inflight", "max_packet_size", "rate_limit", "spool", "reconnect", "status_topic",
-        "tls", "ack_timeout", "bridge_bit",
+        "tls", "ack_timeout", "bridge_bit", "proxy", "tcp_keepalive", "tcp_user_timeout",
+        "bind_address",
         "profile", "topic_aliases",
         NULL};
     /* clang-format on */
@@ -453,7 +413,7 @@ static int parse_broker(struct ld *ld, const config_setting_t *g, size_t idx,
             return rc;
     }
     if ((rc = parse_auth(ld, g, b)) < 0 || (rc = parse_limits(ld, g, b)) < 0 ||
-        (rc = parse_tls(ld, g, b)) < 0)
+        (rc = cfg_parse_tls(ld, g, b)) < 0 || (rc = cfg_parse_link(ld, g, b)) < 0)
         return rc;
 
     /* Client id: checked last, once the version and the pool size are known. */
@@ -816,6 +776,14 @@ static void broker_cleanup(struct relay_broker_config *b)
     free(b->tls.cert_file);
     free(b->tls.key_file);
     free(b->tls.server_name);
+    for (size_t i = 0; i < b->tls.n_alpn; i++)
+        free(b->tls.alpn[i]);
+    free(b->tls.alpn);
+    free(b->tls.ciphers);
+    free(b->tls.ciphersuites);
+    free(b->tls.keylog_file);
+    cfg_proxy_cleanup(&b->proxy);
+    free(b->bind_address);
 }
 
 void relay_config_cleanup(struct relay_config *cfg)
@@ -837,6 +805,10 @@ void relay_config_cleanup(struct relay_config *cfg)
     free(cfg->dir);
     free(cfg->id);
     free(cfg->metrics_host);
+    cfg_proxy_cleanup(&cfg->proxy);
+    for (size_t i = 0; i < cfg->n_no_proxy; i++)
+        free(cfg->no_proxy[i]);
+    free(cfg->no_proxy);
     if (cfg->admin_token)
         memset(cfg->admin_token, 0, cfg->admin_token_len);
     free(cfg->admin_token);

@@ -561,6 +561,9 @@ static void mq_free(struct mq *mq)
         free(c->certfile);
         free(c->keyfile);
         free(c->psk);
+        free(c->alpn);
+        free(c->tls_version);
+        free(c->bind_address);
         for (size_t k = 0; k < c->n_topics; k++) {
             free(c->topics[k].text);
             free(c->topics[k].pattern);

@@ -241,6 +241,12 @@ int mq_bridge_option(struct mq *mq, struct mq_at at, struct mq_conn *c, const ch
         return mq_get_path(mq, at, name, p, &c->certfile);
     if (!strcmp(name, "bridge_keyfile"))
         return mq_get_path(mq, at, name, p, &c->keyfile);
+    if (!strcmp(name, "bridge_alpn"))
+        return mq_get_string(mq, at, name, p, &c->alpn);
+    if (!strcmp(name, "bridge_tls_version"))
+        return mq_get_string(mq, at, name, p, &c->tls_version);
+    if (!strcmp(name, "bridge_bind_address"))
+        return mq_get_string(mq, at, name, p, &c->bind_address);
 
     /* The rest has no field of its own: a comment says what replaces it, if anything. */
     const char *why;
@@ -275,15 +281,8 @@ int mq_bridge_option(struct mq *mq, struct mq_at at, struct mq_conn *c, const ch
         why = "no equivalent: mqtt-relay honours the size the broker announces (MQTT 5) and "
               "drops larger messages, counted as too_large; max_packet_size limits what it "
               "accepts, not what it sends";
-    else if (!strcmp(name, "bridge_tls_version"))
-        why = "no equivalent: OpenSSL's defaults choose the version (the newest both sides "
-              "support)";
-    else if (!strcmp(name, "bridge_alpn"))
-        why = "no equivalent: mqtt-relay sends no ALPN";
     else if (!strcmp(name, "bridge_require_ocsp"))
         why = "no equivalent: mqtt-relay does not check OCSP";
-    else if (!strcmp(name, "bridge_bind_address"))
-        why = "no equivalent: the system's routing picks the source address";
     else
         why = "not known to this converter: no equivalent";
     return no_equivalent(mq, c, at, name, s, why);

@@ -53,6 +53,7 @@ struct mq_conn {
     char *notification_topic;
     int restart_base, restart_cap; /* seconds; cap 0 = a single value */
     char *cafile, *capath, *certfile, *keyfile, *psk;
+    char *alpn, *tls_version, *bind_address; /* bridge_alpn, bridge_tls_version, ... */
     struct mq_topic *topics;
     size_t n_topics;
     long loop_out, loop_in; /* routes that overlap both ways (version raised to 5), or -1 */

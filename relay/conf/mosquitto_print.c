@@ -3,6 +3,7 @@
  * struct mq read by mosquitto.c): libconfig text with a comment on each setting saying which
  * Mosquitto option it came from, and on each option that has no equivalent.
  */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -215,6 +216,27 @@ static void print_tls(const struct mq_conn *c, FILE *o)
         kv_raw(o, "      ", "verify", "true",
                "Mosquitto verified the chain and the host name as well");
     }
+    if (c->alpn) {
+        char *v = mq_fmt_str("[\"%s\"]", c->alpn), *why = mq_fmt_str("bridge_alpn %s", c->alpn);
+        if (v && why)
+            kv_raw(o, "      ", "alpn", v, why);
+        free(v);
+        free(why);
+    }
+    if (c->tls_version) {
+        const char *v = c->tls_version;
+        char *why = mq_fmt_str("bridge_tls_version %s%s", v,
+                               !strcmp(v, "tlsv1.2") ? ": Mosquitto used TLS 1.2 only, mqtt-relay "
+                                                       "takes 1.3 too when the broker offers it"
+                                                     : "");
+        if (why && (!strcmp(v, "tlsv1.3") || !strcmp(v, "tlsv1.2")))
+            kv_str(o, "      ", "min_version", !strcmp(v, "tlsv1.3") ? "1.3" : "1.2", why);
+        else if (why)
+            comment(o, "      ",
+                    "bridge_tls_version: mqtt-relay speaks TLS 1.2 and 1.3 only "
+                    "(min_version \"1.2\", the default)");
+        free(why);
+    }
     fprintf(o, "    };\n");
 }
 
@@ -328,9 +350,25 @@ static void print_conn(const struct mq *mq, const struct mq_conn *c, FILE *o)
                 "on the broker it belongs to), so none is set");
     }
     free(id);
+    if (c->bind_address) {
+        unsigned char a[16];
+        char *why = mq_fmt_str("bridge_bind_address %s", c->bind_address);
+        if (why && (inet_pton(AF_INET, c->bind_address, a) == 1 ||
+                    inet_pton(AF_INET6, c->bind_address, a) == 1))
+            kv_str(o, "    ", "bind_address", c->bind_address, why);
+        else if (why)
+            comment(o, "    ",
+                    "bridge_bind_address is not an IP address: mqtt-relay's "
+                    "bind_address takes an address of this machine, not a name");
+        free(why);
+    }
     if (tls)
         print_tls(c, o);
-    else if (c->certfile || c->keyfile || c->insecure >= 0)
+    else if (c->alpn || c->tls_version)
+        comment(o, "    ",
+                "bridge_alpn/bridge_tls_version without bridge_cafile or "
+                "bridge_capath: Mosquitto used no TLS, nor does this");
+    if (!tls && (c->certfile || c->keyfile || c->insecure >= 0))
         comment(o, "    ",
                 "bridge_certfile/bridge_keyfile/bridge_insecure without bridge_cafile or "
                 "bridge_capath: Mosquitto used no TLS, nor does this");

@@ -85,6 +85,15 @@ static void print_relay(const struct relay_config *cfg, FILE *out)
     } else {
         fprintf(out, "  metrics:         off\n");
     }
+    if (cfg->proxy.kind != RELAY_PROXY_NONE)
+        fprintf(out, "  proxy:           %s for every broker (see each broker)\n",
+                cfg->proxy.kind == RELAY_PROXY_HTTP ? "HTTP CONNECT" : "SOCKS5");
+    if (cfg->n_no_proxy) {
+        fprintf(out, "  no_proxy:        ");
+        for (size_t i = 0; i < cfg->n_no_proxy; i++)
+            fprintf(out, "%s%s", i ? ", " : "", cfg->no_proxy[i]);
+        fputc('\n', out);
+    }
 }
 
 static void print_client_ids(const struct relay_broker_config *b, FILE *out)
@@ -117,13 +126,78 @@ static void print_tls(const struct relay_broker_config *b, FILE *out)
     if (!secure)
         return;
     const struct relay_tls_config *t = &b->tls;
-    fprintf(out, "  tls:             ca %s\n", t->ca_file ? t->ca_file : "(system store)");
+    if (t->ca_file)
+        fprintf(out, "  tls:             ca %s (re-read at every reconnect)\n", t->ca_file);
+    else
+        fprintf(out, "  tls:             ca: the system trust store (OpenSSL's default paths; "
+                     "SSL_CERT_FILE and\n                   SSL_CERT_DIR override them)\n");
     if (t->cert_file)
-        fprintf(out, "                   client certificate %s, key %s\n", t->cert_file,
-                t->key_file ? t->key_file : "(in the certificate file)");
+        fprintf(out,
+                "                   client certificate %s, key %s (re-read at every "
+                "reconnect)\n",
+                t->cert_file, t->key_file ? t->key_file : "(in the certificate file)");
     fprintf(out, "                   verify %s, server name %s\n",
             t->verify ? "on" : "OFF (the server is not authenticated)",
             t->server_name ? t->server_name : "(the URL host)");
+    fprintf(out, "                   min_version TLS %s, ciphers %s, ciphersuites %s\n",
+            t->min_version == RELAY_TLS_1_3 ? "1.3" : "1.2",
+            t->ciphers ? t->ciphers : "(OpenSSL's default)",
+            t->ciphersuites ? t->ciphersuites : "(OpenSSL's default)");
+    fprintf(out, "                   alpn ");
+    if (!t->n_alpn)
+        fprintf(out, "none (wss: http/1.1)");
+    for (size_t i = 0; i < t->n_alpn; i++)
+        fprintf(out, "%s\"%s\"", i ? ", " : "", t->alpn[i]);
+    fprintf(out, "; sessions resumed across reconnects\n");
+    if (t->keylog_file)
+        fprintf(out,
+                "                   keylog_file %s: WARNING: the session keys are written "
+                "there;\n                   whoever reads it can decrypt this broker's "
+                "traffic\n",
+                t->keylog_file);
+}
+
+static const char *proxy_kind(enum relay_proxy_kind k)
+{
+    return k == RELAY_PROXY_HTTP ? "HTTP CONNECT proxy" : "SOCKS5 proxy";
+}
+
+/* Never the password: "(password set)". */
+static void print_link(const struct relay_broker_config *b, FILE *out)
+{
+    const struct relay_proxy_config *p = &b->proxy;
+    bool v6 = p->host && strchr(p->host, ':');
+
+    if (p->kind != RELAY_PROXY_NONE) {
+        size_t direct = 0;
+        fprintf(out, "  proxy:           %s %s%s%s:%u", proxy_kind(p->kind), v6 ? "[" : "", p->host,
+                v6 ? "]" : "", (unsigned)p->port);
+        if (p->username)
+            fprintf(out, ", user \"%s\" (password %s)", p->username,
+                    p->password_len ? "set" : "empty");
+        fprintf(out, "%s\n",
+                p->kind == RELAY_PROXY_SOCKS5 ? "; the proxy resolves the broker's name" : "");
+        for (size_t i = 0; i < b->n_urls; i++)
+            direct += b->urls[i].direct;
+        for (size_t i = 0; direct && i < b->n_urls; i++)
+            if (b->urls[i].direct)
+                fprintf(out, "                   %s: direct (relay.no_proxy)\n", b->urls[i].text);
+    } else {
+        fprintf(out, "  proxy:           none (direct)\n");
+    }
+    if (b->tcp_keepalive_s)
+        fprintf(out,
+                "  tcp_keepalive:   probes after %" PRIu32 " s of silence, every %" PRIu32
+                " s, 3 unanswered = dead\n",
+                b->tcp_keepalive_s, b->tcp_keepalive_s >= 3 ? b->tcp_keepalive_s / 3 : 1);
+    else
+        fprintf(out, "  tcp_keepalive:   off\n");
+    if (b->tcp_user_timeout_ms)
+        fprintf(out, "  tcp_user_timeout: %" PRIu32 " ms (data unacknowledged that long: dead)\n",
+                b->tcp_user_timeout_ms);
+    else
+        fprintf(out, "  tcp_user_timeout: off (the kernel's retransmission limit)\n");
+    fprintf(out, "  bind_address:    %s\n", b->bind_address ? b->bind_address : "any");
 }
 
 static void print_broker(const struct relay_broker_config *b, FILE *out)
@@ -200,6 +274,7 @@ static void print_broker(const struct relay_broker_config *b, FILE *out)
         fprintf(out, "  spool:           none\n");
     fprintf(out, "  reconnect:       %" PRIu32 "..%" PRIu32 " ms\n", b->reconnect_min_ms,
             b->reconnect_max_ms);
+    print_link(b, out);
     if (b->status_topic)
         fprintf(out, "  status_topic:    %s (retained \"online\", Will \"offline\")\n",
                 b->status_topic);

@@ -22,14 +22,42 @@ struct relay_url {
     char *host;    /* without brackets for IPv6 literals */
     uint16_t port; /* default 1883, 8883, 80, 443 by scheme */
     char *path;    /* ws/wss: from the URL, default "/mqtt"; NULL for mqtt/mqtts */
+    bool direct;   /* relay.no_proxy names this host: no proxy even when the broker has one */
 };
 
+#define RELAY_TLS_1_2 0x0303 /* tls.min_version "1.2" (default) */
+#define RELAY_TLS_1_3 0x0304 /* tls.min_version "1.3" */
+
 struct relay_tls_config {
-    char *ca_file;   /* resolved path, NULL = system store */
+    char *ca_file;   /* resolved path, NULL = the system trust store */
     char *cert_file; /* NULL = no client certificate */
     char *key_file;
-    bool verify;       /* default true */
-    char *server_name; /* NULL = the URL host */
+    bool verify;          /* default true */
+    char *server_name;    /* NULL = the URL host */
+    char **alpn;          /* ALPN protocol names offered, in order; NULL = none (wss: http/1.1) */
+    size_t n_alpn;        /*   at most RELAY_ALPN_MAX */
+    char *ciphers;        /* TLS 1.2 cipher list (OpenSSL syntax); NULL = OpenSSL's default */
+    char *ciphersuites;   /* TLS 1.3 suites (OpenSSL syntax); NULL = OpenSSL's default */
+    uint16_t min_version; /* RELAY_TLS_1_2 (default) or RELAY_TLS_1_3 */
+    char *keylog_file;    /* resolved path: session secrets in SSLKEYLOGFILE format; NULL = off */
+    /* What ca_file, cert_file and key_file held when the configuration was loaded (a hash of
+     * their bytes): a reload reconnects a broker whose files changed in content, not only in
+     * path. 0 when the broker has no TLS files. */
+    uint64_t files_sum;
+};
+#define RELAY_ALPN_MAX 16
+
+/* How a broker's links reach it: directly, or through a proxy (HTTP CONNECT, or SOCKS5 with
+ * the broker's host name resolved by the proxy). The password is a secret: never in the log,
+ * --check or /metrics. */
+enum relay_proxy_kind { RELAY_PROXY_NONE = 0, RELAY_PROXY_HTTP, RELAY_PROXY_SOCKS5 };
+struct relay_proxy_config {
+    enum relay_proxy_kind kind;
+    char *host; /* without brackets for IPv6 literals */
+    uint16_t port;
+    char *username; /* NULL = no authentication */
+    char *password; /* with username; may be empty */
+    size_t password_len;
 };
 
 struct relay_spool_config {
@@ -88,6 +116,10 @@ struct relay_broker_config {
     char *status_topic;        /* NULL = none */
     bool has_tls;              /* a tls group was given */
     struct relay_tls_config tls;
+    struct relay_proxy_config proxy; /* broker.proxy, else relay.proxy; kind NONE = direct */
+    uint32_t tcp_keepalive_s;        /* TCP keepalive: probes after this much silence; 0 = off */
+    uint32_t tcp_user_timeout_ms;    /* TCP_USER_TIMEOUT; 0 = off (the kernel's ~15 min) */
+    char *bind_address;              /* source address (IPv4 or IPv6 literal); NULL = any */
 };
 
 enum relay_retain_mode { RELAY_RETAIN_KEEP = 0, RELAY_RETAIN_CLEAR };
@@ -120,9 +152,12 @@ struct relay_config {
      * listener on a loopback address takes it. A secret: never logged or shown. */
     char *admin_token;
     size_t admin_token_len;
-    uint32_t drain_timeout_ms; /* default 5000 */
-    uint32_t max_hops;         /* default 8 */
-    uint32_t batch_wait_us;    /* read batching under load, see core/batch.h */
+    uint32_t drain_timeout_ms;       /* default 5000 */
+    uint32_t max_hops;               /* default 8 */
+    uint32_t batch_wait_us;          /* read batching under load, see core/batch.h */
+    struct relay_proxy_config proxy; /* relay.proxy: every broker's default; NONE = direct */
+    char **no_proxy;                 /* relay.no_proxy: hosts reached directly (see conf/link.c) */
+    size_t n_no_proxy;
     struct relay_broker_config *brokers;
     size_t n_brokers;
     struct relay_route_config *routes;

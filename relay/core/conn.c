@@ -254,15 +254,27 @@ void relay_conn_cleanup(struct relay_conn *c)
 
 /* ---- connect, close, backoff ------------------------------------------------------------- */
 
-void relay_conn_connect(struct relay_conn *c, uint64_t now_ms)
+/* Where and how connection c (or its probe) connects to URL u of its broker. */
+static struct relay_endpoint endpoint(const struct relay_conn *c, size_t u, const char *who)
 {
     const struct relay_broker_config *bc = c->b->cfg;
-    struct relay_endpoint ep = {
-        .url = &bc->urls[c->url_idx],
+    const struct relay_url *url = &bc->urls[u];
+
+    return (struct relay_endpoint){
+        .url = url,
         .tls = &bc->tls,
+        .proxy = bc->proxy.kind != RELAY_PROXY_NONE && !url->direct ? &bc->proxy : NULL,
+        .tcp_keepalive_s = bc->tcp_keepalive_s,
+        .tcp_user_timeout_ms = bc->tcp_user_timeout_ms,
+        .bind_address = bc->bind_address,
         .version = bc->version,
-        .who = c->who,
+        .who = who,
     };
+}
+
+void relay_conn_connect(struct relay_conn *c, uint64_t now_ms)
+{
+    struct relay_endpoint ep = endpoint(c, c->url_idx, c->who);
 
     c->st = RELAY_CONN_CONNECTING;
     c->close_asked = false;
@@ -368,8 +380,7 @@ static void probe_start(struct relay_conn *c, uint64_t now_ms)
 {
     const struct relay_broker_config *bc = c->b->cfg;
     struct relay_conn *p = c->probe;
-    struct relay_endpoint ep = {
-        .url = &bc->urls[0], .tls = &bc->tls, .version = bc->version, .who = NULL};
+    struct relay_endpoint ep = endpoint(c, 0, NULL);
 
     c->probe_at = now_ms + bc->reconnect_max_ms;
     if (!p) {

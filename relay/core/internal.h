@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "core/config.h"
 #include "core/history.h"
@@ -150,6 +151,19 @@ struct relay_feed {
     size_t n_to_keys;
 };
 
+/* What the transport reported about a broker's links (netstats.c): name lookups, TLS
+ * handshakes, the client certificate's expiry. Kept across reloads with the broker. */
+#define RELAY_DNS_BUCKETS 11
+extern const double relay_dns_bounds[RELAY_DNS_BUCKETS]; /* seconds; +Inf implied */
+struct relay_net_stats {
+    uint64_t dns_lookups, dns_failures, dns_sum_ms;
+    uint64_t dns_buckets[RELAY_DNS_BUCKETS]; /* per bucket; cumulated when rendered */
+    uint64_t tls_full, tls_resumed;
+    int64_t cert_not_after;  /* Unix seconds; 0 = no client certificate seen */
+    uint64_t cert_warned_ms; /* when the expiry was last warned about (monotonic), 0 = never */
+    int64_t cert_warned_for; /* ... for which certificate (its not_after) */
+};
+
 struct relay_broker {
     const struct relay_broker_config *cfg;
     struct relay *r;
@@ -164,6 +178,7 @@ struct relay_broker {
     struct relay_tree *tree; /* the routes in from, by filter */
     bool bridge_off;         /* bridge_bit "auto": the broker refused the bit; for good */
     struct relay_feed feed;  /* store and forward */
+    struct relay_net_stats net;
 };
 
 struct relay_stats {
@@ -314,6 +329,15 @@ uint64_t relay_feed_deadline(const struct relay *r);
 size_t relay_feed_purge_orphans(struct relay_broker *b, const struct relay_conn *src);
 /* The routes into b by key (after relay_routes_link()). 0 or -ENOMEM. */
 int relay_feed_index_routes(struct relay *r, struct relay_broker *b);
+
+/* ---- netstats.c -------------------------------------------------------------------------- */
+
+/* The certificate expiry warnings due now (from the tick). */
+void relay_netstats_tick(struct relay *r, uint64_t now_ms);
+/* Warns once at start about a broker writing TLS session keys (tls.keylog_file). */
+void relay_netstats_start(struct relay *r);
+/* /metrics: the DNS, TLS handshake and certificate expiry series. */
+void relay_netstats_render(FILE *f, const struct relay *r, uint64_t now_ms);
 
 /* ---- metrics.c ---------------------------------------------------------------------------- */
 

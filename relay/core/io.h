@@ -15,11 +15,17 @@
 
 struct relay_conn; /* one MQTT client connection to a broker (relay.c) */
 
-/* Where to connect: the URL and its TLS settings, and the protocol version for the WebSocket
- * subprotocol ("mqtt", or "mqttv3.1" for 3.1). */
+/* Where to connect and how: the URL and its TLS settings, the proxy, the TCP options and the
+ * source address, and the protocol version for the WebSocket subprotocol ("mqtt", or
+ * "mqttv3.1" for 3.1). The pointers are valid during connect() only: the transport copies what
+ * it keeps (a reload frees the configuration they point into). */
 struct relay_endpoint {
     const struct relay_url *url;
-    const struct relay_tls_config *tls; /* used for mqtts/wss */
+    const struct relay_tls_config *tls;     /* used for mqtts/wss */
+    const struct relay_proxy_config *proxy; /* NULL = direct */
+    uint32_t tcp_keepalive_s;               /* 0 = off */
+    uint32_t tcp_user_timeout_ms;           /* 0 = off */
+    const char *bind_address;               /* NULL = any */
     uint8_t version;
     const char *who; /* "broker#conn" for log lines */
 };
@@ -64,6 +70,15 @@ uint64_t relay_core_rx_packets(const struct relay_conn *c);
 void relay_core_batch_waited(void *core, uint32_t us);
 void relay_core_on_close(struct relay_conn *c, const char *why, uint64_t now_ms);
 void relay_core_tick(void *core, uint64_t now_ms);
+
+/* Facts about c's link for /metrics and the log (core/netstats.c), reported by the transport:
+ * dns_result: a name lookup for it ended after ms milliseconds (ok: it gave addresses; not ok:
+ *   it failed or gave none; the link then fails with the reason);
+ * tls_handshake: its TLS handshake completed, resuming an earlier session or not;
+ * tls_cert: the client certificate it presents expires at not_after (Unix seconds). */
+void relay_core_dns_result(struct relay_conn *c, bool ok, uint32_t ms, uint64_t now_ms);
+void relay_core_tls_handshake(struct relay_conn *c, bool resumed);
+void relay_core_tls_cert(struct relay_conn *c, int64_t not_after, uint64_t now_ms);
 
 /* The transport keeps one pointer per connection for itself. */
 void *relay_conn_link(const struct relay_conn *c);

@@ -208,6 +208,7 @@ int relay_metrics_render(const struct relay *r, uint64_t now_ms, char **body, si
     conn_metric(f, r, "mqtt_relay_bytes_received_total", "counter", "Bytes read from the broker.",
                 v_received);
     spool_metrics(f, r, now_ms);
+    relay_netstats_render(f, r, now_ms);
     pace_metrics(f, r);
     head(f, "mqtt_relay_read_batch_waits_total", "counter",
          "Times the relay waited for more packets before reading again (relay.batch_wait_us).");

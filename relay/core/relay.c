@@ -144,6 +144,7 @@ void relay_free(struct relay *r)
 
 void relay_start(struct relay *r, uint64_t now_ms)
 {
+    relay_netstats_start(r);
     for (size_t i = 0; i < r->n_conns; i++)
         relay_conn_connect(r->conns[i], now_ms);
     relay_flush(r, now_ms);
@@ -193,6 +194,7 @@ void relay_core_tick(void *core, uint64_t now_ms)
     r->next_wake = 0;
     for (size_t i = 0; i < r->n_conns; i++)
         relay_conn_tick(r->conns[i], now_ms);
+    relay_netstats_tick(r, now_ms);
     relay_status_sample(r, now_ms);
     relay_flush(r, now_ms);
 }

@@ -68,6 +68,31 @@ static int check_restart_needed(const struct relay_config *o, const struct relay
     return 0;
 }
 
+/* The TLS settings, and what the files held when each configuration was loaded: a rotated
+ * certificate, key or CA reconnects the broker even at the same paths. */
+static bool tls_same(const struct relay_tls_config *a, const struct relay_tls_config *b)
+{
+    if (!str_eq(a->ca_file, b->ca_file) || !str_eq(a->cert_file, b->cert_file) ||
+        !str_eq(a->key_file, b->key_file) || a->files_sum != b->files_sum ||
+        a->verify != b->verify || !str_eq(a->server_name, b->server_name) ||
+        !str_eq(a->ciphers, b->ciphers) || !str_eq(a->ciphersuites, b->ciphersuites) ||
+        a->min_version != b->min_version || !str_eq(a->keylog_file, b->keylog_file) ||
+        a->n_alpn != b->n_alpn)
+        return false;
+    for (size_t i = 0; i < a->n_alpn; i++)
+        if (strcmp(a->alpn[i], b->alpn[i]))
+            return false;
+    return true;
+}
+
+static bool proxy_same(const struct relay_proxy_config *a, const struct relay_proxy_config *b)
+{
+    return a->kind == b->kind && str_eq(a->host, b->host) && a->port == b->port &&
+           str_eq(a->username, b->username) && a->password_len == b->password_len &&
+           (!a->password || !b->password || !memcmp(a->password, b->password, a->password_len)) &&
+           !a->password == !b->password;
+}
+
 /* Settings of a live connection: a change means reconnecting with the new ones. */
 static bool link_settings_changed(const struct relay_broker_config *a,
                                   const struct relay_broker_config *b)
@@ -86,9 +111,14 @@ static bool link_settings_changed(const struct relay_broker_config *a,
         a->bridge_bit != b->bridge_bit || a->session_expiry != b->session_expiry ||
         a->max_packet_size != b->max_packet_size || !str_eq(a->status_topic, b->status_topic))
         return true;
-    if (a->has_tls != b->has_tls || !str_eq(a->tls.ca_file, b->tls.ca_file) ||
-        !str_eq(a->tls.cert_file, b->tls.cert_file) || !str_eq(a->tls.key_file, b->tls.key_file) ||
-        a->tls.verify != b->tls.verify || !str_eq(a->tls.server_name, b->tls.server_name))
+    if (a->has_tls != b->has_tls || !tls_same(&a->tls, &b->tls))
+        return true;
+    for (size_t i = 0; i < a->n_urls; i++)
+        if (a->urls[i].direct != b->urls[i].direct)
+            return true;
+    if (!proxy_same(&a->proxy, &b->proxy) || a->tcp_keepalive_s != b->tcp_keepalive_s ||
+        a->tcp_user_timeout_ms != b->tcp_user_timeout_ms ||
+        !str_eq(a->bind_address, b->bind_address))
         return true;
     return false;
 }

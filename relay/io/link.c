@@ -1,31 +1,33 @@
 /*
- * link.c: one link's bytes (STYLE §6). It connects (the host resolved here, then address by
- * address through lws), hands received bytes to relay_core_on_rx(), asks
- * relay_core_on_writeable() for bytes when the socket can take them (exactly one lws_write()
- * per WRITEABLE callback), applies rx flow control, and reports open and close to the core from
- * the link's timer, never from inside lws' connect or close paths.
+ * link.c: one link to a broker, as lws sees it: a raw TCP client. It looks the host (or the
+ * proxy's) up off the event loop (resolve.c), connects address by address, sets the socket's
+ * options (TCP keepalive, user timeout; the source address is bound by lws), hands the bytes to
+ * the layers of stack.c (proxy, TLS, WebSocket, the core), applies rx flow control, and reports
+ * open and close to the core from the link's timer, never from inside lws' connect or close
+ * paths.
  */
+#include <arpa/inet.h>
 #include <errno.h>
-#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <openssl/ssl.h>
 
 #include "io/internal.h"
+#include "io/proxy.h"
+#include "io/ws.h"
 
 static int cb_link(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                    size_t len);
 
-/* One callback serves both link protocols. It also receives lws' context-wide TLS callbacks
- * (certificate verification goes to the first vhost's protocols[0]), so the client vhosts are
- * created before the HTTP one and every client vhost has these protocols. */
 const struct lws_protocols io_link_protocols[] = {
     {"relay-raw", cb_link, 0, 0, 0, NULL, 0},
-    {"relay-ws", cb_link, 0, 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
@@ -45,15 +47,27 @@ void io_link_free(struct link *l)
     struct relay_transport *t = l->t;
 
     lws_sul_cancel(&l->sul);
+    io_resolve_cancel(l);
     if (l->prev)
         l->prev->next = l->next;
     else
         t->links = l->next;
     if (l->next)
         l->next->prev = l->prev;
-    if (l->ssl)
+    if (l->ssl) {
+        /* A link lost without close_notify would make OpenSSL mark its session unresumable,
+         * and a flaky uplink is where resumption pays (TLS 1.1 on, RFC 5246 §7.2.1, allows
+         * resuming after an abrupt end). */
+        if (l->hs_done)
+            SSL_set_shutdown(l->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
         SSL_free(l->ssl);
-    io_probe_close(l);
+    }
+    io_stack_free(l);
+    free(l->proxy.user);
+    if (l->proxy.pass) {
+        explicit_bzero(l->proxy.pass, l->proxy.pass_len);
+        free(l->proxy.pass);
+    }
     free(l->ptx);
     free(l->tx);
     free(l);
@@ -70,6 +84,19 @@ void io_why_set(struct link *l, const char *fmt, ...)
     va_end(ap);
 }
 
+/* The reason told to the core: a failure before the tunnel was open names the proxy. */
+static void report_why(const struct link *l, char *out, size_t cap)
+{
+    const char *w = l->why[0] ? l->why : "connection closed";
+    const char *kind = l->proxy.kind == IO_PROXY_HTTP ? "HTTP" : "SOCKS5";
+
+    if (l->proxy.kind && (l->phase == PH_TCP || l->phase == PH_PROXY) &&
+        strncmp(w, "closed by relay", 15) && strncmp(w, kind, strlen(kind)))
+        snprintf(out, cap, "%s proxy %s:%u: %s", kind, l->proxy.host, (unsigned)l->proxy.port, w);
+    else
+        snprintf(out, cap, "%s", w);
+}
+
 /* Delivers what lws told us, from a timer: never inside io->connect() or lws' close path. */
 static void link_deliver(lws_sorted_usec_list_t *sul)
 {
@@ -77,16 +104,16 @@ static void link_deliver(lws_sorted_usec_list_t *sul)
     struct relay_conn *c = l->conn;
 
     if (l->state == LINK_GONE) {
-        char why[WHY_LEN];
+        char why[WHY_LEN + 320];
 
-        snprintf(why, sizeof(why), "%s", l->why[0] ? l->why : "connection closed");
+        report_why(l, why, sizeof(why));
         relay_conn_set_link(c, NULL);
         io_link_free(l);
         relay_core_on_close(c, why, relay_now_ms());
         return;
     }
-    if (l->retry_pending) {
-        l->retry_pending = false;
+    if (l->resolve_done || l->retry_pending) {
+        l->resolve_done = l->retry_pending = false;
         link_attempt(l);
         return;
     }
@@ -99,12 +126,12 @@ static void link_deliver(lws_sorted_usec_list_t *sul)
         if (io_link_of(wsi) == l && l->state == LINK_OPEN && relay_core_wants_write(c))
             lws_callback_on_writable(wsi);
     }
-    if (l->wsi && l->state == LINK_OPEN && !l->paused && io_tls_has_rx(l)) {
+    if (l->wsi && l->state == LINK_OPEN && !l->paused && io_stack_has_rx(l)) {
         struct lws *wsi = l->wsi;
 
-        if (io_tls_drain(l, wsi) < 0)
+        if (io_stack_drain(l, wsi) < 0)
             io_link_kill(l); /* not inside a callback of this wsi: close it from the loop */
-        else
+        else if (io_link_of(wsi) == l)
             io_link_want_writeable(l, wsi);
     }
 }
@@ -125,7 +152,9 @@ void io_link_gone(struct link *l, const char *why)
     l->state = LINK_GONE;
     l->open_pending = false;
     l->retry_pending = false;
-    if (l->closing)
+    l->resolve_done = false;
+    io_resolve_cancel(l);
+    if (l->closing && !l->drain_close)
         snprintf(l->why, sizeof(l->why), "closed by relay");
     else if (why)
         io_why_set(l, "%s", why);
@@ -137,7 +166,7 @@ void io_link_gone(struct link *l, const char *why)
         io_link_schedule(l); /* io->connect() schedules it itself on return */
 }
 
-/* lws says the link is up (TCP, TLS and WebSocket handshakes done). */
+/* Every handshake is done: open for the core. */
 void io_link_opened(struct link *l, struct lws *wsi)
 {
     if (l->state != LINK_CONNECTING)
@@ -151,7 +180,7 @@ void io_link_opened(struct link *l, struct lws *wsi)
 }
 
 /* ---------------------------------------------------------------------------------------- */
-/* The io table                                                                              */
+/* Connecting                                                                                */
 /* ---------------------------------------------------------------------------------------- */
 
 static const char *subprotocol(uint8_t version)
@@ -159,45 +188,81 @@ static const char *subprotocol(uint8_t version)
     return version == MQC_V31 ? "mqttv3.1" : "mqtt";
 }
 
-/* Resolves the URL host (lws 4.1.6 would do the same blocking getaddrinfo(), but would not
- * say why it failed) into numeric addresses that link_attempt() tries in order. */
-static bool link_resolve(struct link *l)
+static int family_of(const char *a)
 {
-    struct addrinfo hints, *res = NULL, *ai;
-    int r;
+    return strchr(a, ':') ? AF_INET6 : AF_INET;
+}
 
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_ADDRCONFIG;
-    r = getaddrinfo(l->host, NULL, &hints, &res);
-    if (r == EAI_NONAME || r == EAI_ADDRFAMILY) { /* AI_ADDRCONFIG hides loopback-only hosts */
-        hints.ai_flags = 0;
-        r = getaddrinfo(l->host, NULL, &hints, &res);
-    }
-    if (r) {
-        io_why_set(l, "cannot resolve \"%s\": %s", l->host,
-                   r == EAI_SYSTEM ? strerror(errno) : gai_strerror(r));
-        return false;
-    }
-    for (ai = res; ai && l->n_addr < MAX_ADDRS; ai = ai->ai_next) {
-        char *a = l->addr[l->n_addr];
-        unsigned i;
+/* The lookup of the host (or the proxy's) ended, in the loop (resolve.c): the attempts start
+ * from the link's timer. */
+void io_link_resolved(struct link *l, int n_addr, const char (*addr)[INET6_ADDRSTRLEN],
+                      const char *why)
+{
+    uint64_t now = relay_now_ms();
+    const char *name = l->proxy.kind ? l->proxy.host : l->host;
+    unsigned k = 0;
 
-        if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
-            getnameinfo(ai->ai_addr, ai->ai_addrlen, a, INET6_ADDRSTRLEN, NULL, 0, NI_NUMERICHOST))
+    if (l->state == LINK_GONE)
+        return;
+    relay_core_dns_result(l->conn, n_addr > 0,
+                          (uint32_t)(now > l->dns_started_ms ? now - l->dns_started_ms : 0), now);
+    for (int i = 0; i < n_addr && k < MAX_ADDRS; i++) {
+        /* a source address binds one family: the other one cannot be reached from it */
+        if (l->bind[0] && family_of(l->bind) != family_of(addr[i]))
             continue;
-        for (i = 0; i < l->n_addr && strcmp(l->addr[i], a); i++)
-            ;
-        if (i == l->n_addr)
-            l->n_addr++;
+        memcpy(l->addr[k++], addr[i], INET6_ADDRSTRLEN);
     }
-    freeaddrinfo(res);
-    if (!l->n_addr) {
-        io_why_set(l, "cannot resolve \"%s\": no IPv4 or IPv6 address", l->host);
-        return false;
+    l->n_addr = k;
+    l->next_addr = 0;
+    if (!n_addr) {
+        io_why_set(l, "cannot resolve %s\"%s\": %s", l->proxy.kind ? "proxy host " : "", name,
+                   why ? why : "no address");
+        io_link_gone(l, NULL);
+        return;
     }
-    return true;
+    if (!k) {
+        io_why_set(l, "\"%s\" has no IPv%c address (bind_address %s is IPv%c)", name,
+                   family_of(l->bind) == AF_INET ? '4' : '6', l->bind,
+                   family_of(l->bind) == AF_INET ? '4' : '6');
+        io_link_gone(l, NULL);
+        return;
+    }
+    l->resolve_done = true;
+    io_link_schedule(l);
+}
+
+/* bind_address can be bound now (lws would only log its errno, once per attempt, as its own
+ * ERROR line). false with why. */
+static bool bind_ok(struct link *l)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    int fd, e = 0;
+
+    memset(&ss, 0, sizeof(ss));
+    if (family_of(l->bind) == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+
+        a->sin6_family = AF_INET6;
+        inet_pton(AF_INET6, l->bind, &a->sin6_addr);
+        sl = sizeof(*a);
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+
+        a->sin_family = AF_INET;
+        inet_pton(AF_INET, l->bind, &a->sin_addr);
+        sl = sizeof(*a);
+    }
+    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&ss, sl) < 0)
+        e = errno;
+    if (fd >= 0)
+        close(fd);
+    if (!e)
+        return true;
+    io_why_set(l, "bind_address %s: %s%s", l->bind, strerror(e),
+               e == EADDRNOTAVAIL ? " (not an address of this machine)" : "");
+    return false;
 }
 
 /* Starts connecting to the next address. Returns with the attempt under way, the link GONE
@@ -205,10 +270,13 @@ static bool link_resolve(struct link *l)
 static void link_attempt(struct link *l)
 {
     struct lws_client_connect_info ci;
-    char hostport[300];
     struct lws *wsi;
     int saved_errno;
 
+    if (l->bind[0] && l->next_addr == 0 && !bind_ok(l)) {
+        io_link_gone(l, NULL);
+        return;
+    }
     for (;;) {
         if (l->closing || l->t->destroying) {
             io_link_gone(l, "closed by relay");
@@ -220,37 +288,20 @@ static void link_attempt(struct link *l)
         }
         memset(&ci, 0, sizeof(ci));
         ci.context = l->t->ctx;
-        ci.vhost = l->vh;
+        ci.vhost = l->t->vh_client;
         ci.address = l->addr[l->next_addr++];
-        ci.port = l->port;
-        ci.host = l->server_name; /* wss: SNI, the certificate name check, the Host header */
+        ci.port = l->tcp_port;
+        ci.host = ci.address;
         ci.opaque_user_data = l;
         ci.ietf_version_or_minus_one = -1;
-        if (l->tls && !l->mem_tls) {
-            ci.ssl_connection = LCCSCF_USE_SSL; /* never falls back to plain text */
-            if (!l->verify)
-                ci.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED |
-                                     LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK | LCCSCF_ALLOW_EXPIRED |
-                                     LCCSCF_ALLOW_INSECURE;
-        }
-        if (l->ws) {
-            ci.ssl_connection |= LCCSCF_HTTP_NO_FOLLOW_REDIRECT;
-            ci.path = l->path;
-            /* the Host header; lws strips ":port" again for SNI and the certificate check */
-            if (l->port != (l->tls ? 443 : 80) && !strchr(l->server_name, ':')) {
-                snprintf(hostport, sizeof(hostport), "%s:%u", l->server_name, l->port);
-                ci.host = hostport;
-            }
-            ci.protocol = l->subproto; /* Sec-WebSocket-Protocol */
-            ci.local_protocol_name = "relay-ws";
-            ci.alpn = "http/1.1";
-        } else {
-            ci.method = "RAW";
-            ci.local_protocol_name = "relay-raw";
-        }
-        l->why[0] = '\0'; /* the reason of the last attempt is the one reported */
+        ci.method = "RAW";
+        ci.local_protocol_name = "relay-raw";
+        if (l->bind[0])
+            ci.iface = l->bind; /* lws binds the socket to it before connect() */
+        l->why[0] = '\0';       /* the reason of the last attempt is the one reported */
         l->tcp_up = false;
         l->rx_gated = false;
+        l->phase = PH_TCP;
         l->started_ms = relay_now_ms();
         l->in_connect = true;
         errno = 0;
@@ -270,17 +321,13 @@ static void link_attempt(struct link *l)
             l->wsi = wsi;
             if (l->open_pending) {
                 io_link_schedule(l); /* connected inside the call: tell the core from the loop */
-            } else if (!l->tcp_up && l->ws) {
-                /* the h1 role of 4.1.6 ignores POLLOUT while rx is flow-controlled, so the
-                 * gate below cannot be used: keep the socket to read its ICMP errors */
-                io_probe_open(l, lws_get_socket_fd(wsi));
             } else if (!l->tcp_up) {
                 /* Hold POLLIN off until the TCP connect completes (WSI_CREATE turns it back
                  * on). A failed connect then shows as POLLHUP alone, which lws handles by
                  * closing with the socket still open, so CONNECTION_ERROR can read SO_ERROR
                  * ("connection refused"). With POLLIN on, lws reads SO_ERROR itself and
                  * only says "Unable to connect". One address per wsi keeps this harmless:
-                 * the next address is tried here, not by lws. Raw links only. */
+                 * the next address is tried here, not by lws. */
                 l->rx_gated = true;
                 lws_rx_flow_control(wsi, 0);
             }
@@ -291,6 +338,8 @@ static void link_attempt(struct link *l)
             saved_errno == EHOSTUNREACH || saved_errno == EADDRNOTAVAIL ||
             saved_errno == EAFNOSUPPORT || saved_errno == ETIMEDOUT)
             io_why_errno(l, saved_errno);
+        else if (l->bind[0])
+            io_why_set(l, "connection failed (cannot bind to bind_address %s?)", l->bind);
         else
             io_why_set(l, "connection failed");
     }
@@ -299,7 +348,6 @@ static void link_attempt(struct link *l)
 /* A connect attempt failed before TCP was up: the next address, or the end. */
 static void link_attempt_failed(struct link *l, struct lws *wsi)
 {
-    io_probe_close(l);
     if (!l->tcp_up && !l->closing && l->next_addr < l->n_addr && !l->t->destroying) {
         lws_set_opaque_user_data(wsi, NULL);
         l->wsi = NULL;
@@ -311,12 +359,95 @@ static void link_attempt_failed(struct link *l, struct lws *wsi)
     io_link_gone(l, NULL);
 }
 
+/* The connection is up: keepalive and user timeout, so that a peer that vanishes (a NAT that
+ * forgot us, a pulled cable) is noticed without waiting for the kernel's ~15 minutes: probes
+ * after keepalive_s of silence, every third of it, 3 unanswered = dead; data unacknowledged
+ * for user_timeout_ms = dead. */
+static void socket_options(struct link *l, struct lws *wsi)
+{
+    int fd = lws_get_socket_fd(wsi), on = 1, v;
+
+    if (fd < 0)
+        return;
+    if (l->keepalive_s) {
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+        v = (int)l->keepalive_s;
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &v, sizeof(v));
+        v = l->keepalive_s >= 3 ? (int)(l->keepalive_s / 3) : 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &v, sizeof(v));
+        v = 3;
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &v, sizeof(v));
+    }
+    if (l->user_timeout_ms) {
+        unsigned u = l->user_timeout_ms;
+
+        setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &u, sizeof(u));
+    }
+}
+
+/* What the link keeps of the endpoint (a reload may free the configuration meanwhile). */
+static int link_setup(struct link *l, const struct relay_endpoint *ep)
+{
+    const struct relay_url *u = ep->url;
+    const struct relay_tls_config *tc = ep->tls;
+
+    l->ws = u->scheme == RELAY_WS || u->scheme == RELAY_WSS;
+    l->tls = u->scheme == RELAY_MQTTS || u->scheme == RELAY_WSS;
+    l->tx = malloc(LWS_PRE + TX_ROOM);
+    l->ptx = l->tls ? malloc(TX_CAP + 2 * IO_WS_FRAME_HDR + IO_WS_CTL_MAX) : NULL;
+    if (!l->tx || (l->tls && !l->ptx))
+        return -ENOMEM;
+    l->verify = !(l->tls && tc && !tc->verify);
+    l->port = u->port;
+    l->tcp_port = u->port;
+    l->subproto = subprotocol(ep->version);
+    snprintf(l->path, sizeof(l->path), "%s", u->path && u->path[0] ? u->path : "/mqtt");
+    snprintf(l->host, sizeof(l->host), "%s", u->host);
+    snprintf(l->server_name, sizeof(l->server_name), "%s",
+             l->tls && tc && tc->server_name && tc->server_name[0] ? tc->server_name : u->host);
+    snprintf(l->bind, sizeof(l->bind), "%s", ep->bind_address ? ep->bind_address : "");
+    l->keepalive_s = ep->tcp_keepalive_s;
+    l->user_timeout_ms = ep->tcp_user_timeout_ms;
+    if (l->tls && tc && tc->n_alpn) { /* ALPN in wire form: length-prefixed names */
+        for (size_t i = 0; i < tc->n_alpn; i++) {
+            size_t n = strlen(tc->alpn[i]);
+
+            if (n > 255 || l->alpn_len + 1 + n > sizeof(l->alpn))
+                break;
+            l->alpn[l->alpn_len++] = (uint8_t)n;
+            memcpy(l->alpn + l->alpn_len, tc->alpn[i], n);
+            l->alpn_len += n;
+        }
+    } else if (l->tls && l->ws) {
+        memcpy(l->alpn, "\x08http/1.1", 9);
+        l->alpn_len = 9;
+    }
+    if (ep->proxy && ep->proxy->kind != RELAY_PROXY_NONE) {
+        const struct relay_proxy_config *p = ep->proxy;
+
+        l->proxy.kind = p->kind == RELAY_PROXY_HTTP ? IO_PROXY_HTTP : IO_PROXY_SOCKS5;
+        snprintf(l->proxy.host, sizeof(l->proxy.host), "%s", p->host);
+        l->proxy.port = p->port;
+        l->tcp_port = p->port;
+        if (p->username) {
+            if (!(l->proxy.user = strdup(p->username)) ||
+                !(l->proxy.pass = malloc(p->password_len + 1)))
+                return -ENOMEM;
+            if (p->password_len)
+                memcpy(l->proxy.pass, p->password, p->password_len);
+            l->proxy.pass[p->password_len] = '\0';
+            l->proxy.pass_len = p->password_len;
+        }
+    }
+    return 0;
+}
+
 int io_link_connect(void *ctx, struct relay_conn *c, const struct relay_endpoint *ep)
 {
     struct relay_transport *t = ctx;
     const struct relay_url *u = ep->url;
-    const struct relay_tls_config *tc = ep->tls;
-    struct tls_vhost *v = t->vh_default;
+    const char *name;
+    unsigned char ip[16];
     struct link *l;
     char err[WHY_LEN];
 
@@ -327,27 +458,17 @@ int io_link_connect(void *ctx, struct relay_conn *c, const struct relay_endpoint
     l = calloc(1, sizeof(*l));
     if (!l)
         return -ENOMEM;
-    l->ws = u->scheme == RELAY_WS || u->scheme == RELAY_WSS;
-    l->tls = u->scheme == RELAY_MQTTS || u->scheme == RELAY_WSS;
-    l->mem_tls = u->scheme == RELAY_MQTTS;
-    l->tx = malloc(LWS_PRE + TX_ROOM);
-    l->ptx = l->mem_tls ? malloc(TX_CAP) : NULL;
-    if (!l->tx || (l->mem_tls && !l->ptx)) {
+    l->t = t;
+    l->conn = c;
+    if (link_setup(l, ep) < 0) {
+        l->t = NULL;
+        free(l->proxy.user);
+        free(l->proxy.pass);
         free(l->tx);
         free(l->ptx);
         free(l);
         return -ENOMEM;
     }
-    l->t = t;
-    l->conn = c;
-    l->probe_fd = -1;
-    l->verify = !(l->tls && tc && !tc->verify);
-    l->port = u->port;
-    l->subproto = subprotocol(ep->version);
-    snprintf(l->path, sizeof(l->path), "%s", u->path && u->path[0] ? u->path : "/mqtt");
-    snprintf(l->host, sizeof(l->host), "%s", u->host);
-    snprintf(l->server_name, sizeof(l->server_name), "%s",
-             l->tls && tc && tc->server_name && tc->server_name[0] ? tc->server_name : u->host);
     l->next = t->links;
     if (t->links)
         t->links->prev = l;
@@ -356,26 +477,47 @@ int io_link_connect(void *ctx, struct relay_conn *c, const struct relay_endpoint
 
     /* Whatever fails from here is reported like a failed connect: asynchronously, with the
      * reason. */
-    err[0] = '\0';
-    if (l->tls && tc)
-        v = io_tls_vhost(t, tc->ca_file, tc->cert_file, tc->key_file, err, sizeof(err));
-    if (!v) {
-        l->state = LINK_GONE;
-        io_why_set(l, "%s", err);
-        io_link_schedule(l);
+    io_log(t, RELAY_LOG_DEBUG, ep->who, "connecting to %s%s%s", u->text ? u->text : u->host,
+           l->proxy.kind ? " through the proxy " : "", l->proxy.kind ? l->proxy.host : "");
+    if (l->tls) {
+        /* the files as they are now: a rotated certificate is taken at the next reconnect */
+        l->tctx = io_tls_ctx_get(t, ep->tls, ep->who, err, sizeof(err));
+        if (!l->tctx) {
+            l->state = LINK_GONE;
+            io_why_set(l, "%s", err);
+            io_link_schedule(l);
+            return 0;
+        }
+        if (io_tls_ctx_not_after(l->tctx))
+            relay_core_tls_cert(c, io_tls_ctx_not_after(l->tctx), relay_now_ms());
+    }
+    /* the proxy's host when there is one: the proxy resolves the broker's */
+    name = l->proxy.kind ? l->proxy.host : l->host;
+    l->phase = PH_RESOLVE;
+    if (inet_pton(AF_INET, name, ip) == 1 || inet_pton(AF_INET6, name, ip) == 1) {
+        if (l->bind[0] && family_of(l->bind) != family_of(name)) {
+            l->state = LINK_GONE;
+            io_why_set(l, "bind_address %s and %s are not of the same IP family", l->bind, name);
+            io_link_schedule(l);
+            return 0;
+        }
+        memcpy(l->addr[0], name, strnlen(name, INET6_ADDRSTRLEN - 1));
+        l->addr[0][INET6_ADDRSTRLEN - 1] = '\0';
+        l->n_addr = 1;
+        link_attempt(l);
         return 0;
     }
-    l->sctx = v->sctx;
-    l->vh = l->mem_tls ? t->vh_default->vh : v->vh; /* mem_tls: a plain raw link */
-    io_log(t, RELAY_LOG_DEBUG, ep->who, "connecting to %s", u->text ? u->text : u->host);
-    if (!link_resolve(l)) {
+    if (io_resolve(t, l, name) < 0) {
         l->state = LINK_GONE;
+        io_why_set(l, "cannot resolve \"%s\": out of memory", name);
         io_link_schedule(l);
-        return 0;
     }
-    link_attempt(l);
     return 0;
 }
+
+/* ---------------------------------------------------------------------------------------- */
+/* The io table                                                                              */
+/* ---------------------------------------------------------------------------------------- */
 
 void io_link_want_write(void *ctx, struct relay_conn *c)
 {
@@ -395,11 +537,11 @@ void io_link_pause_rx(void *ctx, struct relay_conn *c, bool pause)
         return;
     l->paused = pause;
     /* before the link is open the state is applied when it opens */
-    if (!l->wsi || l->state != LINK_OPEN || l->flush_close)
+    if (!l->wsi || l->state != LINK_OPEN || l->flush_close || l->drain_close)
         return;
     lws_rx_flow_control(l->wsi, pause ? 0 : 1);
-    /* mem_tls may hold records read before the pause: no RX event will come for those */
-    if (!pause && io_tls_has_rx(l))
+    /* TLS may hold records read before the pause: no RX event will come for those */
+    if (!pause && io_stack_has_rx(l))
         io_link_schedule(l);
 }
 
@@ -439,7 +581,7 @@ void io_link_close(void *ctx, struct relay_conn *c)
 }
 
 /* ---------------------------------------------------------------------------------------- */
-/* The data path                                                                             */
+/* The data path's ends                                                                      */
 /* ---------------------------------------------------------------------------------------- */
 
 /* Hands plaintext to the core. -1: close now; 0: go on. <0 from the core: write its last
@@ -468,73 +610,14 @@ bool io_link_rx_allowed(const struct link *l, struct lws *wsi)
     return io_link_of(wsi) == l && l->state == LINK_OPEN && !l->closing;
 }
 
-/* Asks for WRITEABLE when the core or TLS has bytes to send. */
-void io_link_want_writeable(struct link *l, struct lws *wsi)
-{
-    if (io_link_of(wsi) != l || l->state == LINK_GONE || (l->closing && !l->flush_close))
-        return;
-    if ((l->mem_tls && l->ssl && BIO_ctrl_pending(SSL_get_wbio(l->ssl))) ||
-        (l->state == LINK_OPEN && !l->open_pending && relay_core_wants_write(l->conn)) ||
-        l->flush_close)
-        lws_callback_on_writable(wsi);
-}
-
 static int link_rx(struct link *l, struct lws *wsi, const void *in, size_t len)
 {
-    if (l->mem_tls)
-        return io_tls_rx(l, wsi, in, len);
-    if (!io_link_rx_allowed(l, wsi))
-        return 0; /* closing: the rest is discarded */
     if (l->open_pending) {
         link_deliver(&l->sul);
-        if (!io_link_rx_allowed(l, wsi))
+        if (io_link_of(wsi) != l)
             return 0;
     }
-    if (io_link_deliver_rx(l, wsi, in, len) < 0)
-        return -1;
-    io_link_want_writeable(l, wsi);
-    return 0;
-}
-
-/* WRITEABLE: exactly one lws_write of what the core gives. */
-static int link_writeable(struct link *l, struct lws *wsi)
-{
-    size_t n = 0;
-    int r;
-
-    if (l->closing && !l->flush_close)
-        return 0; /* a kill is on its way */
-    if (l->mem_tls)
-        return l->ssl ? io_tls_writeable(l, wsi) : 0;
-    if (l->state != LINK_OPEN || l->open_pending)
-        return 0;
-    r = relay_core_on_writeable(l->conn, l->tx + LWS_PRE, TX_CAP, &n, relay_now_ms());
-    if (n > TX_CAP)
-        return -1;
-    if (n && lws_write(wsi, l->tx + LWS_PRE, n, l->ws ? LWS_WRITE_BINARY : LWS_WRITE_RAW) < (int)n)
-        return -1;
-    if (r < 0 || l->flush_close) {
-        l->closing = true;
-        if (l->ws)
-            lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
-        return -1;
-    }
-    io_link_want_writeable(l, wsi);
-    return 0;
-}
-
-/* The raw TCP connection of a link is up: mqtt:// is open; mqtts:// starts TLS. */
-static int link_connected(struct link *l, struct lws *wsi)
-{
-    if (!l->mem_tls) {
-        io_link_opened(l, wsi);
-        return 0;
-    }
-    if (!io_tls_start(l))
-        return -1;
-    /* lws has no timeout on an established raw link: bound the handshake */
-    lws_set_timeout(wsi, PENDING_TIMEOUT_USER_REASON_BASE + 1, TIMEOUT_SECS);
-    return io_tls_rx(l, wsi, NULL, 0); /* ClientHello into the wbio, WRITEABLE sends it */
+    return io_stack_rx(l, wsi, in, len);
 }
 
 static int cb_link(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
@@ -542,19 +625,17 @@ static int cb_link(struct lws *wsi, enum lws_callback_reasons reason, void *user
 {
     struct link *l;
 
+    (void)user;
     switch (reason) {
-    case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_CLIENT_VERIFY_CERTS:
-        /* during lws_create_vhost(): user is the vhost's client SSL_CTX (lws shares one between
-         * vhosts with the same files); wsi is a stand-in that only knows the context */
-        io_tls_ctx_made(lws_context_user(lws_get_context(wsi)), user);
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        /* lws_cancel_service(): a name lookup finished (or a signal), once per vhost */
+        {
+            struct relay_transport *t = lws_context_user(lws_get_context(wsi));
+
+            if (t && t->resolver && !t->destroying)
+                io_resolver_run(t);
+        }
         return 0;
-    case LWS_CALLBACK_OPENSSL_PERFORM_SERVER_CERT_VERIFICATION:
-        /* wss only. user: X509_STORE_CTX *, len: preverify_ok; 0 keeps OpenSSL's verdict,
-         * nonzero refuses (4.1.6 calls the first vhost's protocols[0], that is us) */
-        l = io_link_of(wsi);
-        if (!l)
-            return 0;
-        return io_tls_verify(l, (int)len, user) ? 0 : 1;
 
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
         l = io_link_of(wsi);
@@ -569,7 +650,7 @@ static int cb_link(struct lws *wsi, enum lws_callback_reasons reason, void *user
         l = io_link_of(wsi);
         if (l && !l->tcp_up) {
             l->tcp_up = true;
-            io_probe_close(l);
+            socket_options(l, wsi);
             if (l->rx_gated) {
                 l->rx_gated = false;
                 lws_rx_flow_control(wsi, 1);
@@ -579,17 +660,11 @@ static int cb_link(struct lws *wsi, enum lws_callback_reasons reason, void *user
 
     case LWS_CALLBACK_RAW_CONNECTED:
         l = io_link_of(wsi);
-        return l ? link_connected(l, wsi) : -1; /* no link: closed by the core meanwhile */
-
-    case LWS_CALLBACK_CLIENT_ESTABLISHED:
-        l = io_link_of(wsi);
         if (!l)
-            return -1;
-        io_link_opened(l, wsi);
-        return 0;
+            return -1; /* closed by the core meanwhile */
+        return io_stack_connected(l, wsi);
 
     case LWS_CALLBACK_RAW_RX:
-    case LWS_CALLBACK_CLIENT_RECEIVE:
         l = io_link_of(wsi);
         if (!l)
             return -1;
@@ -598,31 +673,14 @@ static int cb_link(struct lws *wsi, enum lws_callback_reasons reason, void *user
         return link_rx(l, wsi, in, len);
 
     case LWS_CALLBACK_RAW_WRITEABLE:
-    case LWS_CALLBACK_CLIENT_WRITEABLE:
         l = io_link_of(wsi);
-        return l ? link_writeable(l, wsi) : -1;
-
-    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-        l = io_link_of(wsi);
-        if (l) {
-            const uint8_t *p = in;
-            unsigned code = len >= 2 ? (unsigned)(p[0] << 8 | p[1]) : 1005u;
-            int rl = len > 2 ? (int)(len - 2 > 100 ? 100 : len - 2) : 0;
-
-            if (rl)
-                io_why_set(l, "WebSocket closed by server (%u: %.*s)", code, rl,
-                           (const char *)p + 2);
-            else
-                io_why_set(l, "WebSocket closed by server (%u)", code);
-        }
-        return 0;
+        return l ? io_stack_writeable(l, wsi) : -1;
 
     case LWS_CALLBACK_RAW_CLOSE:
-    case LWS_CALLBACK_CLIENT_CLOSED:
         l = io_link_of(wsi);
         if (l) {
             io_tls_last_words(l, wsi);
-            io_link_gone(l, io_why_closed(l));
+            io_link_gone(l, io_why_closed(l, wsi));
         }
         return 0;
 
@@ -630,7 +688,7 @@ static int cb_link(struct lws *wsi, enum lws_callback_reasons reason, void *user
         /* the last word on any wsi: a link still attached has not been reported yet */
         l = io_link_of(wsi);
         if (l)
-            io_link_gone(l, io_why_closed(l));
+            io_link_gone(l, io_why_closed(l, wsi));
         return 0;
 
     default:

@@ -1,5 +1,6 @@
 /*
- * service.c: the transport as one object: the lws context and its vhosts, the io table the core
+ * service.c: the transport as one object: the lws context and its two vhosts (the links', raw
+ * TCP; the metrics listener's), the name resolver, the io table the core
  * is given, the event loop (relay_transport_service) with read batching (the policy is
  * core/batch.c: measured and applied here), the core's wake-up timer, and the clock.
  */
@@ -92,7 +93,6 @@ int relay_transport_new(const struct relay_transport_opts *o, struct relay_trans
 {
     struct lws_context_creation_info info;
     struct relay_transport *t;
-    char verr[WHY_LEN];
     int r;
 
     *out = NULL;
@@ -134,11 +134,24 @@ int relay_transport_new(const struct relay_transport_opts *o, struct relay_trans
     }
     /* read batching's contention signal; without it (no such file) the relay never waits */
     t->sched_fd = open("/proc/self/schedstat", O_RDONLY | O_CLOEXEC);
-    /* the first vhost: plain links and TLS with the system CA store. It must exist before
-     * the HTTP one: lws sends certificate verification to the first vhost's protocols[0]. */
-    t->vh_default = io_tls_vhost(t, NULL, NULL, NULL, verr, sizeof(verr));
-    if (!t->vh_default) {
-        snprintf(err, errlen, "libwebsockets: cannot create the client vhost: %s", verr);
+    t->resolver = io_resolver_new(t->ctx);
+    if (!t->resolver) {
+        snprintf(err, errlen, "out of memory");
+        relay_transport_free(t);
+        return -ENOMEM;
+    }
+    /* the links' vhost: raw TCP clients (TLS, WebSocket and proxies run in stack.c) */
+    memset(&info, 0, sizeof(info));
+    info.vhost_name = "relay-client";
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    info.protocols = io_link_protocols;
+    info.timeout_secs = TIMEOUT_SECS;
+    info.connect_timeout_secs = CONNECT_TIMEOUT_SECS;
+    info.gid = -1;
+    info.uid = -1;
+    t->vh_client = lws_create_vhost(t->ctx, &info);
+    if (!t->vh_client) {
+        snprintf(err, errlen, "libwebsockets: cannot create the client vhost");
         relay_transport_free(t);
         return -ENOMEM;
     }
@@ -158,6 +171,7 @@ void relay_transport_free(struct relay_transport *t)
     if (!t)
         return;
     t->destroying = true;
+    io_resolver_stop(t->resolver); /* no thread wakes the context from now on */
     if (t->ctx) {
         lws_sul_cancel(&t->sul_wake);
         lws_sul_cancel(&t->sul_service);
@@ -167,12 +181,8 @@ void relay_transport_free(struct relay_transport *t)
     }
     while (t->links)
         io_link_free(t->links);
-    while (t->vhosts) {
-        struct tls_vhost *v = t->vhosts;
-
-        t->vhosts = v->next;
-        io_tls_vhost_free(v);
-    }
+    io_tls_ctx_free_all(t);
+    io_resolver_free(t->resolver); /* a lookup still hanging ends alone, telling nobody */
     if (t->sched_fd >= 0)
         close(t->sched_fd);
     free(t);

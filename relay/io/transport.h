@@ -35,6 +35,10 @@ int relay_transport_service(struct relay_transport *t, int timeout_ms);
 void relay_transport_set_batch_wait(struct relay_transport *t, uint32_t us);
 /* Wakes a blocked relay_transport_service() from a signal handler (async-signal-safe). */
 void relay_transport_cancel(struct relay_transport *t);
+/* What OpenSSL says of each broker's TLS option strings (tls.ciphers, tls.ciphersuites): 0, or
+ * -EINVAL with "FILE:LINE: broker "NAME": ..." in err. For --check, start and reload (conf/
+ * checks their syntax only: it has no OpenSSL). */
+int relay_transport_check_tls(const struct relay_config *cfg, char *err, size_t errlen);
 /* Monotonic milliseconds (the one clock the core is given). */
 uint64_t relay_now_ms(void);
 /* The wall clock minus relay_now_ms(), in ms (for struct relay_env). */

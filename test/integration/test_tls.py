@@ -106,6 +106,11 @@ def run(t):
          "tls": {"ca_file": ca}, "reconnect": RECO},
         {"name": "nv", "url": nv.url_of("tls"), "version": "5",
          "tls": {"verify": False}, "reconnect": RECO},
+        # the older versions over the same TLS listener
+        {"name": "ok311", "url": tb.url_of("ok"), "version": "3.1.1", "tls": {"ca_file": ca},
+         "reconnect": RECO},
+        {"name": "ok31", "url": tb.url_of("ok"), "version": "3.1", "tls": {"ca_file": ca},
+         "reconnect": RECO},
     ]
     routes = [
         {"name": "plain", "from": "pa", "to": "pb", "filter": "plain/#", "qos": 1},
@@ -114,11 +119,15 @@ def run(t):
         {"name": "mtls-up", "from": "pa", "to": "mtls", "filter": "up/mtls/#", "qos": 1},
         {"name": "mtls-down", "from": "mtls", "to": "pa", "filter": "down/mtls/#", "qos": 1},
         {"name": "nv-up", "from": "pa", "to": "nv", "filter": "up/nv/#", "qos": 1},
+        {"name": "ok311-up", "from": "pa", "to": "ok311", "filter": "up/ok311/#", "qos": 1},
+        {"name": "ok311-down", "from": "ok311", "to": "pa", "filter": "down/ok311/#", "qos": 1},
+        {"name": "ok31-up", "from": "pa", "to": "ok31", "filter": "up/ok31/#", "qos": 1},
+        {"name": "ok31-down", "from": "ok31", "to": "pa", "filter": "down/ok31/#", "qos": 1},
     ] + [{"name": "to-" + n, "from": "pa", "to": n, "filter": "neg/%s/#" % n, "qos": 1}
          for n in REFUSALS]
     relay = t.relay(relay={"id": "tls-it"}, brokers=brokers, routes=routes)
 
-    for who in ("ok#0", "mtls#0", "nv#0", "pa#0", "pb#0"):
+    for who in ("ok#0", "mtls#0", "nv#0", "pa#0", "pb#0", "ok311#0", "ok31#0"):
         ok = rt.wait_until(lambda: relay.check_alive() or connected_lines(relay, who), 20)
         t.check(ok, "%s connects" % who, "\n".join(relay.log_lines()[-20:]))
     # the relay's client ids reach the TLS broker's log: over TLS, not another way
@@ -126,7 +135,8 @@ def run(t):
             "the TLS broker's log shows tls-it-ok and tls-it-mtls connecting",
             repr(tb.connected_ids()))
     # subscriptions in place before publishing (the source side of each route)
-    want = {("tls-it-ok", "down/ok/#"), ("tls-it-mtls", "down/mtls/#")}
+    want = {("tls-it-ok", "down/ok/#"), ("tls-it-mtls", "down/mtls/#"),
+            ("tls-it-ok311", "down/ok311/#"), ("tls-it-ok31", "down/ok31/#")}
     t.check(rt.wait_until(lambda: want <= {(s[0], s[2]) for s in tb.subscriptions()}, 15),
             "the relay subscribed on the TLS broker through both TLS listeners",
             repr(tb.subscriptions()))
@@ -146,6 +156,10 @@ def run(t):
     cross(t, a_pub, t_sub, "up/mtls", 20, "pa -> mTLS (client certificate)")
     cross(t, t_pub, a_sub, "down/mtls", 20, "mTLS -> pa")
     cross(t, a_pub, nv_sub, "up/nv", 10, "pa -> verify = false (expired certificate)")
+    cross(t, a_pub, t_sub, "up/ok311", 10, "pa -> TLS at MQTT 3.1.1")
+    cross(t, t_pub, a_sub, "down/ok311", 10, "TLS at MQTT 3.1.1 -> pa")
+    cross(t, a_pub, t_sub, "up/ok31", 10, "pa -> TLS at MQTT 3.1")
+    cross(t, t_pub, a_sub, "down/ok31", 10, "TLS at MQTT 3.1 -> pa")
 
     t.section("refusals: one clear line per attempt, retried, other routes flowing")
     b_sub = t.client(pb, "3.1.1").subscribe("plain/#", 1)

@@ -360,6 +360,10 @@ def run_links(t, certs, web, tls, plain, tap_split, tap_pack, tap_31):
          "tls": {"ca_file": certs.path("ca")}, "reconnect": RECO},
         {"name": "tls", "url": tls.url_of("tls"), "version": "5",
          "tls": {"ca_file": certs.path("ca")}, "reconnect": RECO},
+        {"name": "wss311", "url": web.url_of("wss"), "version": "3.1.1",
+         "tls": {"ca_file": certs.path("ca")}, "reconnect": RECO},
+        {"name": "wss31", "url": web.url_of("wss"), "version": "3.1", "client_id": "wss31-relay",
+         "tls": {"ca_file": certs.path("ca")}, "reconnect": RECO},
     ]
     routes = [
         {"name": "to-ws", "from": "plain", "to": "ws", "filter": "w/ws/#", "qos": 1},
@@ -371,10 +375,16 @@ def run_links(t, certs, web, tls, plain, tap_split, tap_pack, tap_31):
         # the mixed pair: 3.1.1 over WebSocket <-> 5.0 over TLS, both ways
         {"name": "mix-up", "from": "wsp", "to": "tls", "filter": "mix/up/#", "qos": 1},
         {"name": "mix-down", "from": "tls", "to": "wsp", "filter": "mix/down/#", "qos": 1},
+        {"name": "to-wss311", "from": "plain", "to": "wss311", "filter": "w/wss311/#", "qos": 1},
+        {"name": "from-wss311", "from": "wss311", "to": "plain", "filter": "w/wss311back/#",
+         "qos": 1},
+        {"name": "to-wss31", "from": "plain", "to": "wss31", "filter": "w/wss31/#", "qos": 1},
+        {"name": "from-wss31", "from": "wss31", "to": "plain", "filter": "w/wss31back/#",
+         "qos": 1},
     ]
     relay = t.relay(relay={"id": "ws-it"}, brokers=brokers, routes=routes)
     relay.wait_ready({"plain": plain, "ws": web, "wsp": web, "ws31": web, "wss": web,
-                      "tls": tls}, timeout=30)
+                      "tls": tls, "wss311": web, "wss31": web}, timeout=30)
 
     t.section("upgrade requests: path and subprotocol")
     hs = tap_split.heads()
@@ -435,15 +445,20 @@ def run_links(t, certs, web, tls, plain, tap_split, tap_pack, tap_31):
     cross(t, w_pub, t_sub, "mix/up/late", [payload(9000, 9), b"", b"x"],
           "3.1.1 over WebSocket -> 5.0 over TLS, odd sizes")
 
-    t.section("ws:// MQTT 3.1 (mqttv3.1) and wss://")
+    t.section("ws:// MQTT 3.1 (mqttv3.1) and wss:// at MQTT 5, 3.1.1 and 3.1")
     cross(t, p_pub, w_sub, "w/31", small[:6], "plain -> ws:// MQTT 3.1")
     cross(t, w_pub, p_sub, "w/31back", small[:6], "ws:// MQTT 3.1 -> plain")
     cross(t, p_pub, w_sub, "w/wss", small + big[:1], "plain -> wss://")
     cross(t, w_pub, p_sub, "w/wssback", small + big[:1], "wss:// -> plain")
+    cross(t, p_pub, w_sub, "w/wss311", small[:6], "plain -> wss:// MQTT 3.1.1")
+    cross(t, w_pub, p_sub, "w/wss311back", small[:6], "wss:// MQTT 3.1.1 -> plain")
+    cross(t, p_pub, w_sub, "w/wss31", small[:6], "plain -> wss:// MQTT 3.1")
+    cross(t, w_pub, p_sub, "w/wss31back", small[:6], "wss:// MQTT 3.1 -> plain")
 
     relay.check_alive()
     bad = [l for l in relay.log_lines() if " ERROR " in l or
-           (" WARN " in l and any(" %s#0: " % b in l for b in ("ws", "wsp", "ws31", "wss")))]
+           (" WARN " in l and any(" %s#0: " % b in l
+                                  for b in ("ws", "wsp", "ws31", "wss", "wss311", "wss31")))]
     t.check(not bad, "no WARN or ERROR for the WebSocket links", "\n".join(bad[:10]))
     relay.stop()
 

@@ -24,3 +24,9 @@ if(RELAY_NM)
                    -P ${CMAKE_CURRENT_LIST_DIR}/no_lws.cmake)
   set_tests_properties(layers.core_without_lws PROPERTIES LABELS unit)
 endif()
+
+# io/'s pure byte machines (issue 13): the proxy handshakes and the WebSocket client. They link
+# the io layer (only proxy.o and ws.o are pulled from it, and OpenSSL's SHA-1 for ws).
+relay_unit_test(test_proxy LIBS relay_io)
+relay_unit_test(test_ws LIBS relay_io)
+relay_unit_test(test_netstats ${CMAKE_CURRENT_LIST_DIR}/fake_io.c LIBS relay_core relay_conf)

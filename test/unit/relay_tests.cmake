@@ -19,4 +19,5 @@ function(relay_unit_test name)
 endfunction()
 
 relay_unit_test(test_config LIBS relay_conf)
+relay_unit_test(test_config_links LIBS relay_conf)
 relay_unit_test(test_template LIBS relay_route)

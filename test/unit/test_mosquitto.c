@@ -404,6 +404,7 @@ static void test_comments(void **state)
         if (!strstr(out, names[i]))
             fail_msg("no \"%s\" in\n%s", names[i], out);
     assert_null(broker(&cfg, "c")->status_topic);
+    assert_string_equal(broker(&cfg, "c")->bind_address, "10.0.0.2"); /* issue 13 */
     assert_string_equal(broker(&cfg, "local")->username, "lu");
     assert_string_equal(broker(&cfg, "local")->password, "lp");
     check_route(&cfg, "c-in-1", "c", "local", "a", "${topic}", 0);
@@ -456,9 +457,14 @@ static void test_tls(void **state)
                                  "bridge_keyfile client.key\n"
                                  "bridge_insecure true\n"
                                  "bridge_tls_version tlsv1.2\n"
+                                 "bridge_alpn x-amzn-mqtt-ca\n"
                                  "topic t/# out 1\n",
                                  &cfg);
     const struct relay_broker_config *b = broker(&cfg, "secure");
+    /* issue 13: ALPN and the version carry over */
+    assert_int_equal(b->tls.n_alpn, 1);
+    assert_string_equal(b->tls.alpn[0], "x-amzn-mqtt-ca");
+    assert_int_equal(b->tls.min_version, RELAY_TLS_1_2);
     assert_int_equal(b->n_urls, 3);
     assert_string_equal(b->urls[0].text, "mqtts://a.example:8883");
     /* Mosquitto splits at the last ':' (an IPv6 address needs its port; brackets are
