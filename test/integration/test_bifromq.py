@@ -62,11 +62,11 @@ NEAR = 0.925
 AT_PACE_RUN = 3
 
 
-def at_pace(fw):
+def at_pace(fw, pace=PACE):
     """Full windows at the pace, in a row at best."""
     best = run = 0
     for x in fw:
-        run = run + 1 if x >= NEAR * PACE else 0
+        run = run + 1 if x >= NEAR * pace else 0
         best = max(best, run)
     return best
 FIGURES = []  # (section, text) for the summary at the end
@@ -283,11 +283,13 @@ def section_default_v5(t):
     t.check(last["max_fixed"] <= PACE,
             "after learning, no fixed window of the last connection above %d (%d)"
             % (PACE, last["max_fixed"]))
-    t.check(at_pace(fw) >= AT_PACE_RUN,
-            "then at the pace: %d full windows in a row at %d or more (%s)"
-            % (at_pace(fw), NEAR * PACE, fw))
     pace = rt.metric(ms, "mqtt_relay_pace_messages_per_second", broker="bq")
     sig = rt.metric(ms, "mqtt_relay_pace_signals_total", broker="bq", signal="disconnect_0x96")
+    # at the pace it learned (200, or a little less after a second trip: a busy machine can
+    # bunch messages past the 25 ms margin)
+    t.check(at_pace(fw, pace) >= AT_PACE_RUN,
+            "then at the pace it learned (%g): %d full windows in a row at %d or more (%s)"
+            % (pace, at_pace(fw, pace), NEAR * pace, fw))
     t.check(0 < pace <= PACE, "/metrics: the learned pace %g (<= %d)" % (pace, PACE))
     t.check(sig == len(pd), "/metrics: %g disconnect_0x96 signals = the broker's count" % sig)
     note_figures(t, "default MQTT 5", conns, "; learned pace %g" % pace)
