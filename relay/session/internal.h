@@ -27,6 +27,7 @@ enum { IN_FREE = 0, IN_WAIT, IN_DONE, IN_PUBREL };
 #define RETRY_BUSY_MS 250u      /* first back-off after a "busy" answer; doubles per round */
 #define RETRY_BUSY_MAX_MS 8000u /* ... up to this */
 #define V3_ACK_FLOOR_MS 1000u   /* 3.x: the shortest round-trip timeout for a missing ack */
+#define V3_GAP_FLOOR_MS 100u    /* 3.x: ... once a later one was acknowledged */
 #define DEFAULT_INFLIGHT_V3 20u
 #define RX_MIN 4096u
 #define RX_HARD_CAP (16u * 1024u * 1024u) /* deferred PUBLISHes past this: reconnect */
@@ -152,6 +153,7 @@ struct relay_session {
     uint64_t link_open_ms, last_tx_ms, last_rx_ms, ping_sent_ms, closing_ms;
     bool ping_out;
     bool in_feed;      /* re-entrancy guard */
+    uint64_t gap_ms;   /* 3.x: when a later PUBLISH was acknowledged before the oldest (0 = not) */
     bool over_rm_said; /* logged that the broker exceeds our Receive Max */
     uint32_t epoch;    /* link count, bumps on each close */
     uint16_t *in_map;  /* packet id -> incoming slot + 1 (65536 entries) */

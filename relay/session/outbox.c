@@ -253,6 +253,21 @@ bool sess_pace_signal(struct relay_session *s, enum relay_pace_signal sig,
                              now_ms);
 }
 
+/* MQTT 3.x: m is acknowledged while an earlier message of its QoS is not. A broker acknowledges
+ * in the order it received [MQTT-4.6.0-2/3], so that one was most likely dropped (BifroMQ past
+ * its rate, silently); if it is still unacknowledged a few round trips later (a broker that
+ * reorders a little gets that long), it is a verdict on the pace (session.c's tick). */
+static void v3_gap(struct relay_session *s, const struct relay_msg *m, uint64_t now_ms)
+{
+    const struct relay_msg *o;
+
+    for (o = s->fl_head; o && o != m; o = o->next)
+        if (o->qos == m->qos)
+            break;
+    if (o && o != m && !s->gap_ms)
+        s->gap_ms = now_ms;
+}
+
 /* What a destination's reason code means for its message (the answer policy, documented in
  * mqtt-relay.conf(5)): delivered, retry later, or dropped and counted by reason. Only the codes
  * MQTT 5 allows in PUBACK/PUBREC get here (0x00 0x10 0x80 0x83 0x87 0x90 0x91 0x97 0x99): the
@@ -362,6 +377,12 @@ int sess_on_ack(struct relay_session *s, uint8_t type, const struct mqc_ack *a, 
         snprintf(what, sizeof(what), "%s for packet id %u, a QoS %u PUBLISH", mqc_type_name(type),
                  pid, m->qos);
         return sess_peer_error(s, 0x82, what, now_ms);
+    }
+    if (s->cfg->version != MQC_V5 && m->qos == (type == MQC_PUBACK ? 1 : 2)) {
+        if (m != s->fl_head)
+            v3_gap(s, m, now_ms);
+        else
+            s->gap_ms = 0; /* in order again */
     }
     relay_msg_unlink(&s->fl_head, &s->fl_tail, m);
     /* the round trip (3.x's missing-ack timeout): never from a resend (Karn), one sample a

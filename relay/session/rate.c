@@ -7,7 +7,7 @@ const char *relay_pace_signal_name(enum relay_pace_signal s)
 {
     static const char *const names[RELAY_PACE_SIG__COUNT] = {
         "disconnect_0x89", "disconnect_0x93", "disconnect_0x96", "disconnect_0x97",
-        "ack_0x83",        "ack_0x97",        "missing_ack"};
+        "ack_0x83",        "ack_0x97",        "missing_ack",     "ack_timeout"};
 
     return (unsigned)s < RELAY_PACE_SIG__COUNT ? names[s] : "unknown";
 }
@@ -258,7 +258,8 @@ bool relay_pace_take(struct relay_pace *p, uint64_t len, uint64_t now_ms, uint64
  * silent drop past it. The others (busy, quota, receive maximum) only say "slower". */
 static bool counts(enum relay_pace_signal sig)
 {
-    return sig == RELAY_PACE_DISCONNECT_96 || sig == RELAY_PACE_NO_ACK;
+    return sig == RELAY_PACE_DISCONNECT_96 || sig == RELAY_PACE_NO_ACK ||
+           sig == RELAY_PACE_ACK_TIMEOUT;
 }
 
 bool relay_pace_signal(struct relay_pace *p, enum relay_pace_signal sig, uint32_t nth,
@@ -289,6 +290,10 @@ bool relay_pace_signal(struct relay_pace *p, enum relay_pace_signal sig, uint32_
                 nw = cur - 1u;
             if (nth < nw)
                 nw = nth;
+            /* a timeout may be a broker that stalled, not one that dropped: a quarter less at
+             * most (repeated, it goes on down) */
+            if (sig == RELAY_PACE_ACK_TIMEOUT && nw < cur - cur / 4u)
+                nw = cur - cur / 4u;
             if (!nw)
                 nw = 1;
             if (nw >= cur)

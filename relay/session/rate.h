@@ -19,11 +19,12 @@
  *             learned on a live link (PUBACK "busy") starts with an empty log.
  *
  * Learning: a signal from the broker lowers the pace (multiplicative decrease). DISCONNECT 0x96
- * (message rate too high) and, at MQTT 3.x, a missing acknowledgement count: the broker took
- * so many in its second (estimated from our own sends in it, the broker counting whole seconds
- * from the connection's start) and no more; the pace goes to that count (with no limit yet),
- * or at least 10 % lower, and rising after RELAY_PACE_QUIET_MS without a signal (2 % a second,
- * additive increase) stops just under it until RELAY_PACE_PROBE_MS have passed. The others
+ * (message rate too high) and, at MQTT 3.x, a missing acknowledgement (a later message
+ * acknowledged while an earlier one is not, or none within the round-trip timeout) count: the
+ * broker took so many in its second (estimated from our own sends in it, the broker counting whole
+ * seconds from the connection's start) and no more; the pace goes to that count (with no limit
+ * yet), or at least 10 % lower, and rising after RELAY_PACE_QUIET_MS without a signal (2 % a
+ * second, additive increase) stops just under it until RELAY_PACE_PROBE_MS have passed. The others
  * (DISCONNECT 0x89 / 0x93 / 0x97, PUBACK 0x83 / 0x97) only say "slower": a quarter less than
  * the pace we were at, never below RELAY_PACE_SLOWER_MIN (they come from a busy broker as much
  * as from our pace), rising again (5 % a second) after the quiet period. What was learned
@@ -65,7 +66,11 @@ enum relay_pace_signal {
     RELAY_PACE_DISCONNECT_97,     /* DISCONNECT 0x97 quota exceeded */
     RELAY_PACE_ACK_83,            /* PUBACK/PUBREC 0x83 (BifroMQ: busy) */
     RELAY_PACE_ACK_97,            /* PUBACK/PUBREC 0x97 quota exceeded (EMQX's limiter) */
-    RELAY_PACE_NO_ACK,            /* MQTT 3.x: no acknowledgement within the round-trip timeout */
+    RELAY_PACE_NO_ACK,            /* MQTT 3.x: a later message acknowledged, an earlier one not:
+                                     the broker acknowledges in order, so it dropped that one */
+    RELAY_PACE_ACK_TIMEOUT,       /* MQTT 3.x: no acknowledgement within the round-trip timeout
+                                     (a drop, or a broker that stalled: lowers by a quarter at
+                                     most once a limit is known) */
     RELAY_PACE_SIG__COUNT
 };
 const char *relay_pace_signal_name(enum relay_pace_signal s);

@@ -189,6 +189,7 @@ int relay_session_open(struct relay_session *s, uint64_t now_ms)
     memset(s->subq, 0, SUB_PID_COUNT * sizeof(*s->subq));
     s->why[0] = '\0';
     s->end = RELAY_END_FAILURE;
+    s->gap_ms = 0;
     relay_pace_link(s->pace, now_ms);
     sess_alias_reset(s);
     return sess_queue_connect(s);
@@ -601,6 +602,24 @@ static uint64_t ack_wait(const struct relay_session *s)
     return relay_rtt_timeout(&s->rtt, V3_ACK_FLOOR_MS, s->cfg->ack_timeout_ms);
 }
 
+/* When the oldest unacknowledged PUBLISH is given up on (0 = none): after ack_wait(), or at 3.x
+ * sooner, a few round trips after a later message was acknowledged (outbox.c: v3_gap). */
+static uint64_t ack_deadline(const struct relay_session *s)
+{
+    uint64_t d;
+
+    if (!s->fl_head || !s->cfg->ack_timeout_ms)
+        return 0;
+    d = s->fl_head->sent_ms + ack_wait(s);
+    if (s->gap_ms) {
+        uint64_t g = s->gap_ms + relay_rtt_timeout(&s->rtt, V3_GAP_FLOOR_MS, V3_ACK_FLOOR_MS);
+
+        if (g < d)
+            d = g;
+    }
+    return d;
+}
+
 uint64_t relay_session_deadline(const struct relay_session *s)
 {
     uint64_t d = 0;
@@ -623,8 +642,7 @@ uint64_t relay_session_deadline(const struct relay_session *s)
         else
             d = s->ping_sent_ms + (uint64_t)s->keepalive * 1000u;
     }
-    if (s->fl_head && s->cfg->ack_timeout_ms)
-        d = earliest(d, s->fl_head->sent_ms + ack_wait(s));
+    d = earliest(d, ack_deadline(s));
     if (s->pend_head) {
         if (s->rate_ready_ms)
             d = earliest(d, s->rate_ready_ms);
@@ -682,19 +700,24 @@ int relay_session_tick(struct relay_session *s, uint64_t now_ms)
     }
     if (s->rx_paused)
         return 0; /* not reading: no acknowledgement can arrive, so none is missing */
-    if (s->fl_head && s->cfg->ack_timeout_ms && now_ms >= s->fl_head->sent_ms + ack_wait(s)) {
-        uint64_t wait = ack_wait(s);
+    if (ack_deadline(s) && now_ms >= ack_deadline(s)) {
+        uint64_t wait = now_ms - s->fl_head->sent_ms;
 
+        if (s->end == RELAY_END_PACE)
+            return -ETIMEDOUT; /* decided already, the link is closing */
         if (s->cfg->version != MQC_V5) {
-            bool lowered = sess_pace_signal(s, RELAY_PACE_NO_ACK, NULL, now_ms);
+            /* a later message acknowledged and this one not: dropped, the broker's count; none
+             * acknowledged at all: dropped, or a broker that stalled */
+            bool gap = s->gap_ms != 0;
+            bool lowered =
+                sess_pace_signal(s, gap ? RELAY_PACE_NO_ACK : RELAY_PACE_ACK_TIMEOUT, NULL, now_ms);
 
             s->end = RELAY_END_PACE;
             sess_set_why(s,
                          "no acknowledgement for packet id %u within %" PRIu64
-                         " ms (round trip %u ms; an MQTT 3.x broker drops what exceeds its "
-                         "rate silently): pace %s %" PRIu64 " messages/s, reconnecting to resend",
-                         s->fl_head->pid, wait, s->rtt.srtt, lowered ? "lowered to" : "stays at",
-                         relay_pace_limit(s->pace));
+                         " ms (%s; 3.x drops silently): pace %s %" PRIu64 " messages/s",
+                         s->fl_head->pid, wait, gap ? "later ones acknowledged" : "round trips",
+                         lowered ? "lowered to" : "stays at", relay_pace_limit(s->pace));
         } else {
             sess_set_why(s,
                          "no acknowledgement for packet id %u within %" PRIu64

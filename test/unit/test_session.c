@@ -1342,6 +1342,54 @@ static void v3_missing_ack_after_round_trips(void **st)
     }
 }
 
+/* MQTT 3.x: a later message acknowledged while an earlier one is not: the broker acknowledges in
+ * order, so the earlier one was dropped; a few round trips later (at least 100 ms: a broker
+ * that reorders a little gets that long) it is a verdict that counts. */
+static void v3_gap_is_a_drop(void **st)
+{
+    struct fx *f = fx_new(MQC_V311, 64, 0);
+    uint8_t out[8192];
+    struct mqc_packet pk[64];
+    size_t n;
+
+    (void)st;
+    bring_up(f, false, NULL, 0);
+    for (int i = 0; i < 12; i++)
+        relay_session_enqueue(f->s, make_msg(MQC_V311, "gap/t", 1), f->now);
+    n = drain_tx(f, out, sizeof(out));
+    assert_int_equal(packets(f, out, n, pk, 64), 12);
+    f->now += 2;
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(feed_ack(f, MQC_PUBACK, pk[i].u.publish.packet_id, 0), 0);
+    /* a broker that reorders a little: 12 before 11, then 11: nothing happens */
+    assert_int_equal(feed_ack(f, MQC_PUBACK, pk[11].u.publish.packet_id, 0), 0);
+    assert_int_equal(feed_ack(f, MQC_PUBACK, pk[10].u.publish.packet_id, 0), 0);
+    f->now += 300;
+    assert_int_equal(relay_session_tick(f->s, f->now), 0);
+    for (int i = 0; i < 3; i++)
+        relay_session_enqueue(f->s, make_msg(MQC_V311, "gap/t", 1), f->now);
+    n = drain_tx(f, out, sizeof(out));
+    assert_int_equal(packets(f, out, n, pk, 64), 3);
+    /* the third acknowledged, the first two never: dropped */
+    f->now += 2;
+    assert_int_equal(feed_ack(f, MQC_PUBACK, pk[2].u.publish.packet_id, 0), 0);
+    assert_int_equal(relay_session_deadline(f->s), f->now + 100);
+    assert_int_equal(relay_session_tick(f->s, f->now + 99), 0);
+    assert_true(relay_session_tick(f->s, f->now + 100) < 0);
+    assert_int_equal(relay_session_end(f->s), RELAY_END_PACE);
+    assert_non_null(strstr(relay_session_why(f->s), "later ones acknowledged"));
+    assert_int_equal(relay_session_pace(f->s)->signals[RELAY_PACE_NO_ACK], 1);
+    assert_int_equal(relay_pace_limit(relay_session_pace(f->s)), 12); /* 12 sent before it */
+    /* they go again on the next link, with DUP */
+    relay_session_closed(f->s, f->now + 100);
+    f->now += 200;
+    bring_up(f, true, NULL, 0);
+    n = drain_tx(f, out, sizeof(out));
+    assert_int_equal(packets(f, out, n, pk, 64), 2);
+    assert_true(pk[0].u.publish.dup && pk[1].u.publish.dup);
+    fx_free(f);
+}
+
 /* Egress topic aliases: a topic seen twice gets one (sent with the topic), then goes without
  * its topic; aliases restart with each link; a large message split over writes stays whole. */
 static void topic_aliases_egress(void **st)
@@ -1509,6 +1557,7 @@ int main(void)
         cmocka_unit_test(busy_backoff_grows_per_round),
         cmocka_unit_test(disconnect_rate_too_high_teaches_the_pace),
         cmocka_unit_test(v3_missing_ack_after_round_trips),
+        cmocka_unit_test(v3_gap_is_a_drop),
         cmocka_unit_test(topic_aliases_egress),
         cmocka_unit_test(topic_aliases_hottest),
     };
