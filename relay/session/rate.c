@@ -227,9 +227,11 @@ take_limited(struct relay_pace *p, uint64_t len, uint64_t now_ms, uint64_t *read
     if (lim) {
         /* the spacing restarts from now after an idle spell; while messages wait for it, time
          * lost to a late wake-up (a busy machine) is made up, up to RELAY_PACE_CATCHUP_MS
-         * behind (the log still holds every window to the limit) */
+         * behind, but only while the window holds no more than the sustained pace (limit x
+         * 1000 / WINDOW): making up never eats the margin left for bunching on the way */
         if (p->tat_m_us < now_us &&
-            !(p->behind && p->tat_m_us + RELAY_PACE_CATCHUP_MS * 1000u >= now_us)) {
+            !(p->behind && p->tat_m_us + RELAY_PACE_CATCHUP_MS * 1000u >= now_us &&
+              p->msgs.sum < lim * 1000u / RELAY_PACE_WINDOW_MS)) {
             p->tat_m_us = now_us;
             p->behind = false;
         }

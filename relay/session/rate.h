@@ -12,7 +12,8 @@
  *   spacing   messages go about WINDOW / L apart (GCRA, the virtual-scheduling form of a
  *             token bucket) with a burst tolerance of RELAY_PACE_BURST messages: smooth,
  *             never a second's worth at once; while messages wait for it, time a late
- *             wake-up lost (up to RELAY_PACE_CATCHUP_MS) is made up;
+ *             wake-up lost (up to RELAY_PACE_CATCHUP_MS) is made up, as long as the window
+ *             holds no more than the sustained pace (the margin stays for bunching);
  *   the log   sends per RELAY_PACE_SLOT_MS slot over the last window: the hard bound, checked
  *             before every send (a slot is counted whole, so the bound errs on the safe side).
  *             Kept only while there is a limit (with none, a send costs a counter); a limit
