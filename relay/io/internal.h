@@ -31,7 +31,10 @@
 #include "core/batch.h"
 #include "io/transport.h"
 
-#define TX_CAP 16384u            /* bytes the core may put in one lws_write() */
+/* bytes the core may put in one lws_write(): many packets per send. With their TLS records
+ * (TX_ROOM) they stay under what lws sends at once (pt_serv_buf_size + LWS_PRE), so a write
+ * is never split by lws itself */
+#define TX_CAP (60u * 1024u)
 #define TX_ROOM (TX_CAP + 1024u) /* ... and their TLS records (+ a close_notify) */
 #define TIMEOUT_SECS 10u         /* lws: per-address connect, TLS and WebSocket handshakes */
 #define CONNECT_TIMEOUT_SECS 20u /* lws: whole connect over all DNS results */
@@ -82,10 +85,12 @@ struct link {
     char path[256];                         /* ws */
     char addr[MAX_ADDRS][INET6_ADDRSTRLEN]; /* resolved here, tried in order */
     unsigned n_addr, next_addr;
-    char host[256];        /* the URL host (for the DNS error text) */
-    char server_name[256]; /* the name checked in the certificate */
-    char why[WHY_LEN];     /* first specific failure seen (certificate, alert, ...) */
-    uint8_t *tx;           /* LWS_PRE + TX_ROOM */
+    char host[256];          /* the URL host (for the DNS error text) */
+    char server_name[256];   /* the name checked in the certificate */
+    char why[WHY_LEN];       /* first specific failure seen (certificate, alert, ...) */
+    uint8_t *tx;             /* LWS_PRE + TX_ROOM */
+    struct link *flush_next; /* t->flush: written at the end of the service round */
+    bool flush_queued;
 };
 
 /* A client vhost per distinct TLS file set: lws 4.1.6 sets CA, certificate and key per vhost. */
@@ -112,6 +117,7 @@ struct relay_transport {
     unsigned n_wakes;
     lws_sorted_usec_list_t sul_service; /* bounds one relay_transport_service() wait */
     struct link *links;
+    struct link *flush_head, *flush_tail; /* links with bytes to write (io_link_flush) */
     bool destroying;
     /* read batching (relay_transport_service; the policy is core/batch.c) */
     struct relay_batch batch;
@@ -135,8 +141,14 @@ void io_link_gone(struct link *l, const char *why);
 void io_link_opened(struct link *l, struct lws *wsi);
 /* Closes the wsi from outside its callbacks (lws closes it on its next service). */
 void io_link_kill(struct link *l);
-/* Asks for WRITEABLE when the core or TLS has bytes to send. */
+/* When the core or TLS has bytes to send: queues a plain or mqtts link for the end of the
+ * service round (io_link_flush), or asks lws for WRITEABLE (WebSocket links, a closing link,
+ * a socket lws still holds unsent bytes for). */
 void io_link_want_writeable(struct link *l, struct lws *wsi);
+/* Writes what the queued links have, directly: the PUBLISHes and acknowledgements a whole
+ * service round produced go out in one send per socket, with no poll() for POLLOUT first. A
+ * send the socket only partly takes is finished by lws on POLLOUT (then WRITEABLE goes on). */
+void io_link_flush(struct relay_transport *t);
 /* Hands plaintext to the core. -1: close now; 0: go on. */
 int io_link_deliver_rx(struct link *l, struct lws *wsi, const void *in, size_t len);
 bool io_link_rx_allowed(const struct link *l, struct lws *wsi);

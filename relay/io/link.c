@@ -35,6 +35,26 @@ static void link_attempt(struct link *l);
 /* Link bookkeeping                                                                          */
 /* ---------------------------------------------------------------------------------------- */
 
+/* Takes l off the transport's flush queue (it is being freed). */
+static void flush_unqueue(struct link *l)
+{
+    struct relay_transport *t = l->t;
+    struct link **pp = &t->flush_head, *prev = NULL;
+
+    if (!l->flush_queued)
+        return;
+    while (*pp && *pp != l) {
+        prev = *pp;
+        pp = &(*pp)->flush_next;
+    }
+    if (*pp)
+        *pp = l->flush_next;
+    if (t->flush_tail == l)
+        t->flush_tail = prev;
+    l->flush_next = NULL;
+    l->flush_queued = false;
+}
+
 struct link *io_link_of(struct lws *wsi)
 {
     return wsi ? (struct link *)lws_get_opaque_user_data(wsi) : NULL;
@@ -45,6 +65,7 @@ void io_link_free(struct link *l)
     struct relay_transport *t = l->t;
 
     lws_sul_cancel(&l->sul);
+    flush_unqueue(l);
     if (l->prev)
         l->prev->next = l->next;
     else
@@ -383,7 +404,7 @@ void io_link_want_write(void *ctx, struct relay_conn *c)
 
     (void)ctx;
     if (l && l->wsi && l->state == LINK_OPEN && !l->closing)
-        lws_callback_on_writable(l->wsi);
+        io_link_want_writeable(l, l->wsi);
 }
 
 void io_link_pause_rx(void *ctx, struct relay_conn *c, bool pause)
@@ -468,15 +489,33 @@ bool io_link_rx_allowed(const struct link *l, struct lws *wsi)
     return io_link_of(wsi) == l && l->state == LINK_OPEN && !l->closing;
 }
 
-/* Asks for WRITEABLE when the core or TLS has bytes to send. */
+/* When the core or TLS has bytes to send: a plain or mqtts link is written at the end of the
+ * service round (io_link_flush); the rest asks lws for WRITEABLE. */
 void io_link_want_writeable(struct link *l, struct lws *wsi)
 {
+    struct relay_transport *t = l->t;
+
     if (io_link_of(wsi) != l || l->state == LINK_GONE || (l->closing && !l->flush_close))
         return;
-    if ((l->mem_tls && l->ssl && BIO_ctrl_pending(SSL_get_wbio(l->ssl))) ||
-        (l->state == LINK_OPEN && !l->open_pending && relay_core_wants_write(l->conn)) ||
-        l->flush_close)
+    if (!(l->mem_tls && l->ssl && BIO_ctrl_pending(SSL_get_wbio(l->ssl))) &&
+        !(l->state == LINK_OPEN && !l->open_pending && relay_core_wants_write(l->conn)) &&
+        !l->flush_close)
+        return;
+    /* WebSocket framing stays in lws' WRITEABLE; a last write before a close too; and while
+     * lws holds bytes a send did not take, it writes them first on POLLOUT, then WRITEABLE */
+    if (l->ws || l->closing || lws_partial_buffered(wsi)) {
         lws_callback_on_writable(wsi);
+        return;
+    }
+    if (l->flush_queued)
+        return;
+    l->flush_queued = true;
+    l->flush_next = NULL;
+    if (t->flush_tail)
+        t->flush_tail->flush_next = l;
+    else
+        t->flush_head = l;
+    t->flush_tail = l;
 }
 
 static int link_rx(struct link *l, struct lws *wsi, const void *in, size_t len)
@@ -521,6 +560,35 @@ static int link_writeable(struct link *l, struct lws *wsi)
     }
     io_link_want_writeable(l, wsi);
     return 0;
+}
+
+/* Writes of one flush before the rest waits for lws' WRITEABLE: bounds a flush whatever the
+ * core says it wants (60 KiB each: a full window of 1 KiB messages is a few) */
+#define FLUSH_WRITES 64u
+
+void io_link_flush(struct relay_transport *t)
+{
+    unsigned writes = 0;
+
+    while (t->flush_head) {
+        struct link *l = t->flush_head;
+        struct lws *wsi = l->wsi;
+
+        t->flush_head = l->flush_next;
+        if (!t->flush_head)
+            t->flush_tail = NULL;
+        l->flush_next = NULL;
+        l->flush_queued = false;
+        if (!wsi || io_link_of(wsi) != l || l->state == LINK_GONE || l->closing)
+            continue;
+        if (writes++ >= FLUSH_WRITES || lws_partial_buffered(wsi)) {
+            lws_callback_on_writable(wsi);
+            continue;
+        }
+        /* what WRITEABLE would do; it queues the link again when there is more */
+        if (link_writeable(l, wsi) < 0)
+            io_link_kill(l); /* outside its callbacks: lws closes it on its next service */
+    }
 }
 
 /* The raw TCP connection of a link is up: mqtt:// is open; mqtts:// starts TLS. */

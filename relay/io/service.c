@@ -225,9 +225,7 @@ static int batch_wait(struct relay_transport *t)
     us = relay_batch_wait_us(&t->batch, t->round_packets, t->round_full);
     if (!us)
         return 0;
-    /* the writes this round asked for, and whatever else is ready, without waiting */
-    if (lws_service(t->ctx, -1) < 0)
-        return -EIO;
+    /* (the writes this round asked for went out in io_link_flush() already) */
     ts.tv_sec = 0;
     ts.tv_nsec = (long)us * 1000L;
     nanosleep(&ts, NULL); /* a signal ends it early: fine */
@@ -244,8 +242,10 @@ int relay_transport_service(struct relay_transport *t, int timeout_ms)
                          (lws_usec_t)timeout_ms * LWS_US_PER_MS);
     t->round_packets = 0;
     t->round_full = false;
+    io_link_flush(t); /* what was asked for between two services (a signal, a reload) */
     if (lws_service(t->ctx, timeout_ms == 0 ? -1 : 0) < 0)
         return -EIO;
+    io_link_flush(t); /* what this round's reads and timers produced, one send per socket */
     return batch_wait(t);
 }
 
