@@ -176,7 +176,10 @@ void relay_flush(struct relay *r, uint64_t now_ms)
         next = earliest(next, relay_conn_deadline(r->conns[i]));
     if (r->stopping)
         next = earliest(next, r->stop_deadline);
-    if (next && next != r->next_wake) {
+    /* Only an earlier deadline re-arms the timer: most move later with every packet (the
+     * keepalive counts from the last byte), and a tick that comes early finds nothing due and
+     * asks again; so a busy link re-arms nothing per packet. */
+    if (next && (!r->next_wake || next < r->next_wake)) {
         r->next_wake = next;
         r->io->wake_at(r->io->ctx, next);
     }
