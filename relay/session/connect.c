@@ -63,8 +63,8 @@ int sess_on_connack(struct relay_session *s, const struct mqc_connack *ca, uint6
     const struct relay_session_cfg *c = s->cfg;
     struct mqc_prop p;
     size_t off = 0;
-    uint32_t limit;
 
+    sess_rtt_sample(s, now_ms - s->link_open_ms, now_ms); /* CONNECT -> CONNACK */
     if (ca->code != 0) {
         bool v5 = c->version == MQC_V5;
         static const char *const v3_text[] = {
@@ -123,13 +123,7 @@ int sess_on_connack(struct relay_session *s, const struct mqc_connack *ca, uint6
             break;
         }
     }
-    limit = c->max_inflight ? c->max_inflight
-                            : (c->version == MQC_V5 ? s->peer_receive_max : DEFAULT_INFLIGHT_V3);
-    if (c->version == MQC_V5 && limit > s->peer_receive_max)
-        limit = s->peer_receive_max;
-    if (limit > MAX_PUB_SLOTS)
-        limit = MAX_PUB_SLOTS;
-    s->win.limit = limit;
+    sess_window_limits(s);
     s->session_present = ca->session_present;
     s->state = RELAY_SS_SUBSCRIBING;
 

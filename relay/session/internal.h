@@ -64,6 +64,8 @@ struct relay_session {
     struct relay_msg *tx_msg; /* partly written PUBLISH */
     uint32_t tx_off;
     struct relay_window win;
+    struct relay_rtt rtt; /* round trips measured (rtt.c), across links */
+    uint32_t rtt_told;    /* the base round trip last told to the owner (+1; 0 = none) */
     struct relay_bucket rate_bytes, rate_msgs;
     uint64_t rate_ready_ms;  /* pacing: no PUBLISH before this */
     uint64_t retry_ready_ms; /* after a "busy" refusal: no PUBLISH before */
@@ -110,6 +112,11 @@ struct relay_session {
 
 /* session.c */
 int sess_grow(uint8_t **buf, size_t *cap, size_t need);
+/* A round trip of rtt_ms ended now: the estimate, the window sized from it (max_inflight auto,
+ * 3.x), and the owner told when the base round trip changed. */
+void sess_rtt_sample(struct relay_session *s, uint64_t rtt_ms, uint64_t now_ms);
+/* The window's limits from the configuration, what CONNACK said and the round trip. */
+void sess_window_limits(struct relay_session *s);
 /* Encodes pkt / a 4-byte acknowledgement at the end of the control queue. 0 or -errno. */
 int sess_ctl_put(struct relay_session *s, const struct mqc_packet *pkt);
 int sess_ctl_ack(struct relay_session *s, uint8_t type, uint16_t pid, uint8_t code);

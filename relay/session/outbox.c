@@ -160,7 +160,7 @@ bool sess_may_publish(const struct relay_session *s, uint64_t now_ms)
 
     if (s->state != RELAY_SS_UP || !m)
         return false;
-    if (m->qos && !relay_window_can_send(&s->win))
+    if (m->qos && !relay_window_can_send_qos(&s->win, m->qos))
         return false;
     return now_ms >= s->rate_ready_ms && now_ms >= s->retry_ready_ms;
 }
@@ -249,6 +249,7 @@ int sess_on_ack(struct relay_session *s, uint8_t type, const struct mqc_ack *a, 
         return sess_peer_error(s, 0x82, what, now_ms);
     }
     relay_msg_unlink(&s->fl_head, &s->fl_tail, m);
+    sess_rtt_sample(s, now_ms - m->sent_ms, now_ms); /* PUBLISH -> PUBACK / PUBREC */
     if (a->code >= 0x80) {
         s->slots[pid - 1] = NULL;
         s->slot_state[pid - 1] = SL_FREE;

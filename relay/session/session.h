@@ -13,6 +13,7 @@
 
 #include "mqttcodec.h"
 #include "session/rate.h"
+#include "session/rtt.h"
 #include "session/window.h"
 #include "util/log.h"
 #include "util/msg.h"
@@ -34,9 +35,12 @@ struct relay_session_cfg {
     uint16_t keepalive;
     bool clean_start;
     uint32_t session_expiry;
-    uint16_t receive_maximum; /* advertised; also the cap on held QoS 1/2 messages */
-    uint32_t max_packet_size; /* advertised; larger packets are refused */
-    uint16_t max_inflight;    /* 0 = peer's Receive Maximum (5.0) or 20 (3.x) */
+    uint16_t receive_maximum;  /* advertised; also the cap on held QoS 1/2 messages */
+    uint32_t max_packet_size;  /* advertised; larger packets are refused */
+    uint16_t max_inflight;     /* 0 = auto: the peer's Receive Maximum (5.0); for 3.x sized from
+                                  the base round trip (rtt.h) between 20 and max_inflight_cap,
+                                  QoS 2 within 20 */
+    uint16_t max_inflight_cap; /* auto, 3.x: the largest window; 0 = 20 */
     uint32_t ack_timeout_ms;
     uint64_t rate_bytes, rate_messages;
     const char *will_topic; /* status topic: Will "offline", "online" published once up */
@@ -66,6 +70,8 @@ struct relay_session_hooks {
     /* The window's byte buffer went over its high mark (+1) or back under its low mark (-1):
      * the owner pauses / resumes the sources feeding this session. */
     void (*window)(struct relay_session *s, int transition);
+    /* The base round trip (rtt.h) changed: a first sample, or a new value in ms. */
+    void (*rtt)(struct relay_session *s, uint32_t base_ms, uint64_t now_ms);
 };
 
 enum relay_session_state {
@@ -158,6 +164,8 @@ uint32_t relay_session_max_packet(const struct relay_session *s);
 uint8_t relay_session_max_qos(const struct relay_session *s);
 bool relay_session_sub_ids(const struct relay_session *s);
 uint16_t relay_session_keepalive(const struct relay_session *s);
+/* The round trip measured on this connection (kept across links: the path is the same). */
+const struct relay_rtt *relay_session_rtt(const struct relay_session *s);
 /* The window: unacknowledged PUBLISHes allowed, and the bytes queued (sent or not). */
 uint32_t relay_session_window_limit(const struct relay_session *s);
 uint64_t relay_session_queued_bytes(const struct relay_session *s);

@@ -8,6 +8,7 @@ relay_unit_test(test_mosquitto LIBS relay_conf)
 relay_unit_test(test_spool LIBS relay_store)
 relay_unit_test(test_tree LIBS relay_route)
 relay_unit_test(test_batch LIBS relay_core)
+relay_unit_test(test_rtt LIBS relay_session)
 
 # The core runs without the transport: test_relay and test_session link no libwebsockets
 # symbol (STYLE.md §6: time and randomness come in as arguments, the io table is the seam).

@@ -24,6 +24,8 @@ struct rec {
     int done_ok, done_drop[RELAY_DROP__COUNT];
     int rx_full_on, rx_full_off;
     int window_over, window_under;
+    int rtt_calls;
+    uint32_t rtt_base;
     int subacks_refused;
 };
 
@@ -88,8 +90,16 @@ static void h_window(struct relay_session *s, int t)
         R.window_under++;
 }
 
-static const struct relay_session_hooks HOOKS = {h_up,     h_publish, h_done,
-                                                 h_suback, h_rx_full, h_window};
+static void h_rtt(struct relay_session *s, uint32_t base_ms, uint64_t now_ms)
+{
+    (void)s;
+    (void)now_ms;
+    R.rtt_calls++;
+    R.rtt_base = base_ms;
+}
+
+static const struct relay_session_hooks HOOKS = {h_up,      h_publish, h_done, h_suback,
+                                                 h_rx_full, h_window,  h_rtt};
 
 static struct relay_log LOG;
 
@@ -482,6 +492,90 @@ static void window_follows_receive_maximum(void **st)
     n = drain_tx(f, out, sizeof(out));
     assert_int_equal(packets(f, out, n, pk, 16), 1);
     assert_int_equal(relay_session_unacked(f->s), 2);
+    fx_free(f);
+}
+
+/* Round trips: CONNECT -> CONNACK, PUBLISH -> PUBACK and PINGREQ -> PINGRESP are measured; a
+ * 3.x session with max_inflight "auto" sizes its window from the base round trip (50 per ms,
+ * 20..max_inflight_cap) and keeps QoS 2 within 20; a fixed max_inflight stays fixed. */
+static void rtt_measured_and_window_sized(void **st)
+{
+    struct fx *f = fx_new(MQC_V311, 64, 0);
+    uint8_t out[65536];
+    struct mqc_packet pk[64];
+    size_t n;
+
+    (void)st;
+    f->cfg.max_inflight_cap = 4096;
+    assert_int_equal(relay_session_open(f->s, f->now), 0);
+    drain_tx(f, out, sizeof(out));
+    f->now += 48; /* the CONNACK comes 48 ms after the CONNECT */
+    assert_int_equal(feed_connack(f, false, NULL, 0), 0);
+    assert_int_equal(relay_session_state(f->s), RELAY_SS_UP);
+    assert_int_equal(relay_rtt_base(relay_session_rtt(f->s)), 48);
+    assert_int_equal(R.rtt_calls, 1);
+    assert_int_equal(R.rtt_base, 48);
+    assert_int_equal(relay_session_window_limit(f->s), 48 * 50);
+
+    /* QoS 2 within 20 however large the window; QoS 1 behind them waits its turn (order) */
+    for (int i = 0; i < 25; i++)
+        relay_session_enqueue(f->s, make_msg(MQC_V311, "t", 2), f->now);
+    n = drain_tx(f, out, sizeof(out));
+    assert_int_equal(packets(f, out, n, pk, 64), 20);
+    assert_int_equal(relay_session_unacked(f->s), 20);
+
+    /* PUBLISH -> PUBREC in 30 ms: a lower base round trip, a smaller window */
+    f->now += 30;
+    assert_int_equal(feed_ack(f, MQC_PUBREC, pk[0].u.publish.packet_id, 0), 0);
+    assert_int_equal(relay_rtt_base(relay_session_rtt(f->s)), 30);
+    assert_int_equal(R.rtt_base, 30);
+    assert_int_equal(relay_session_window_limit(f->s), 30 * 50);
+    /* a slower sample moves the smoothed figure, not the base */
+    f->now += 200;
+    assert_int_equal(feed_ack(f, MQC_PUBREC, pk[1].u.publish.packet_id, 0), 0);
+    assert_int_equal(relay_rtt_base(relay_session_rtt(f->s)), 30);
+    assert_true(relay_rtt_smoothed(relay_session_rtt(f->s)) > 30);
+    assert_int_equal(R.rtt_calls, 2);
+    fx_free(f);
+
+    /* the cap; and a fixed max_inflight is not sized */
+    f = fx_new(MQC_V311, 64, 0);
+    f->cfg.max_inflight_cap = 100;
+    assert_int_equal(relay_session_open(f->s, f->now), 0);
+    drain_tx(f, out, sizeof(out));
+    f->now += 500;
+    assert_int_equal(feed_connack(f, false, NULL, 0), 0);
+    assert_int_equal(relay_session_window_limit(f->s), 100);
+    fx_free(f);
+    f = fx_new(MQC_V311, 64, 0);
+    f->cfg.max_inflight = 30;
+    f->cfg.max_inflight_cap = 4096;
+    assert_int_equal(relay_session_open(f->s, f->now), 0);
+    drain_tx(f, out, sizeof(out));
+    f->now += 500;
+    assert_int_equal(feed_connack(f, false, NULL, 0), 0);
+    assert_int_equal(relay_session_window_limit(f->s), 30);
+    for (int i = 0; i < 25; i++) /* fixed: QoS 2 as far as the operator's window goes */
+        relay_session_enqueue(f->s, make_msg(MQC_V311, "t", 2), f->now);
+    n = drain_tx(f, out, sizeof(out));
+    assert_int_equal(packets(f, out, n, pk, 64), 25);
+    fx_free(f);
+
+    /* a loopback broker: 0 ms, the floor of 20; PINGREQ -> PINGRESP is a sample too */
+    f = fx_new(MQC_V311, 64, 0);
+    f->cfg.max_inflight_cap = 4096;
+    bring_up(f, false, NULL, 0);
+    assert_int_equal(relay_session_window_limit(f->s), 20);
+    f->now += 45000;
+    assert_int_equal(relay_session_tick(f->s, f->now), 0);
+    n = drain_tx(f, out, sizeof(out));
+    assert_int_equal(packets(f, out, n, pk, 2), 1);
+    assert_int_equal(pk[0].type, MQC_PINGREQ);
+    f->now += 7;
+    struct mqc_packet pr = {.type = MQC_PINGRESP};
+    assert_int_equal(feed_pkt(f, &pr), 0);
+    assert_int_equal(relay_session_rtt(f->s)->last, 7);
+    assert_int_equal(relay_session_rtt(f->s)->samples, 2);
     fx_free(f);
 }
 
@@ -1089,6 +1183,7 @@ int main(void)
         cmocka_unit_test(expired_message_dropped_at_send),
         cmocka_unit_test(large_publish_split_across_writes),
         cmocka_unit_test(window_marks_report),
+        cmocka_unit_test(rtt_measured_and_window_sized),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
