@@ -36,6 +36,7 @@
  * their delivery reports, the watermark's file, reclaiming segments, closing. segment.c holds
  * the record format, the checksums, the read buffer and the segment list; recover.c opens the
  * spool and recovers what a previous run left. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -575,6 +576,25 @@ void relay_spool_stats(const struct relay_spool *sp, struct relay_spool_stats *s
         st->oldest_ms = 0;
     st->fsyncs = sp->fsyncs;
     st->write_errors = sp->write_errors;
+}
+
+uint64_t relay_spool_unread(const struct relay_spool *sp)
+{
+    return sp->next_seq > sp->last_handed + 1 ? sp->next_seq - sp->last_handed - 1 : 0;
+}
+
+bool relay_spool_present(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    bool found = false;
+
+    if (!d)
+        return false;
+    while (!found && (e = readdir(d)))
+        found = !strncmp(e->d_name, "seg-", 4);
+    closedir(d);
+    return found;
 }
 
 void relay_spool_close(struct relay_spool *sp, uint64_t now_ms)

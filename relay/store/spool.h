@@ -91,5 +91,10 @@ void relay_spool_delivered(struct relay_spool *sp, uint64_t seq, uint64_t now_ms
  * broker while it is; hysteresis like a window (resumes under 90 %). */
 bool relay_spool_full(const struct relay_spool *sp);
 void relay_spool_stats(const struct relay_spool *sp, struct relay_spool_stats *st);
+/* Records appended (committed or not) that relay_spool_next() has not handed out yet. */
+uint64_t relay_spool_unread(const struct relay_spool *sp);
+/* True when dir holds segment files, e.g. left by an earlier run (an empty or missing directory
+ * does not count): the caller opens such a spool at start to deliver them. */
+bool relay_spool_present(const char *dir);
 
 #endif
