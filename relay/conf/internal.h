@@ -73,6 +73,15 @@ int cfg_check_client_ids(struct ld *ld, const config_setting_t *list);
 int cfg_check_route_names(struct ld *ld);
 int cfg_check_loops(struct ld *ld, const struct relay_tpl *tpl);
 
+/* ---- state.c: relay.state_dir and the spools kept in it ---- */
+/* relay.state_dir, or the default chain (relay_group may be NULL). */
+int cfg_state_dir(struct ld *ld, const config_setting_t *relay_group);
+/* A broker's spool mode; *is_group when it is a group { dir; max_size; } to read. */
+int cfg_spool_mode(struct ld *ld, const config_setting_t *g, struct relay_broker_config *b,
+                   bool *is_group);
+/* After the brokers: spool.dir of the spools kept in the state directory. */
+int cfg_state_spools(struct ld *ld, const config_setting_t *list);
+
 /* ---- validate.c: the file's text, integer literals pre-scanned ---- */
 int cfg_read_text(struct ld *ld, int fd, char **text);
 

@@ -133,6 +133,7 @@ static const struct relay_session_hooks hooks = {
     .suback = hook_suback,
     .rx_full = hook_rx_full,
     .window = hook_window,
+    .rtt = relay_autospool_rtt,
 };
 
 /* ---- set-up ------------------------------------------------------------------------------ */
@@ -156,6 +157,7 @@ void relay_conn_fill_scfg(struct relay_conn *c)
         .receive_maximum = bc->receive_maximum,
         .max_packet_size = bc->max_packet_size,
         .max_inflight = bc->max_inflight,
+        .max_inflight_cap = bc->max_inflight_cap,
         .ack_timeout_ms = bc->ack_timeout_ms,
         .rate_bytes = bc->rate_bytes,
         .rate_messages = bc->rate_messages,

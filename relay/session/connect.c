@@ -64,7 +64,6 @@ int sess_on_connack(struct relay_session *s, const struct mqc_connack *ca, uint6
     struct mqc_prop p;
     size_t off = 0;
 
-    sess_rtt_sample(s, now_ms - s->link_open_ms, now_ms); /* CONNECT -> CONNACK */
     if (ca->code != 0) {
         bool v5 = c->version == MQC_V5;
         static const char *const v3_text[] = {
@@ -141,6 +140,7 @@ int sess_on_connack(struct relay_session *s, const struct mqc_connack *ca, uint6
         }
     }
     s->hooks->up(s, s->session_present, now_ms);
+    sess_rtt_sample(s, now_ms - s->link_open_ms, now_ms); /* CONNECT -> CONNACK */
 
     if (sess_queue_subscribes(s) != 0)
         return -ENOMEM;

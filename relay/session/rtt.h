@@ -19,6 +19,9 @@
 #include <stdint.h>
 
 #define RELAY_RTT_PERIOD_MS 10000u /* the base round trip forgets samples older than 2 periods */
+#define RELAY_RTT_TELL_FIRST                                                                       \
+    4u /* the session's owner hears each of the first samples, then                                \
+          each change of the base round trip */
 
 struct relay_rtt {
     uint32_t srtt8;        /* smoothed round trip x 8, ms; 0 with no sample */

@@ -109,7 +109,7 @@ void sess_rtt_sample(struct relay_session *s, uint64_t rtt_ms, uint64_t now_ms)
 
     relay_rtt_sample(&s->rtt, rtt_ms, now_ms);
     base = relay_rtt_base(&s->rtt);
-    if (s->rtt_told == base + 1u)
+    if (s->rtt_told == base + 1u && s->rtt.samples > RELAY_RTT_TELL_FIRST)
         return;
     s->rtt_told = base + 1u;
     if (!s->cfg->max_inflight && s->cfg->version != MQC_V5 && s->state >= RELAY_SS_SUBSCRIBING)

@@ -70,7 +70,8 @@ struct relay_session_hooks {
     /* The window's byte buffer went over its high mark (+1) or back under its low mark (-1):
      * the owner pauses / resumes the sources feeding this session. */
     void (*window)(struct relay_session *s, int transition);
-    /* The base round trip (rtt.h) changed: a first sample, or a new value in ms. */
+    /* The base round trip (rtt.h): each of the first RELAY_RTT_TELL_FIRST samples, then each
+     * change, in ms. */
     void (*rtt)(struct relay_session *s, uint32_t base_ms, uint64_t now_ms);
 };
 

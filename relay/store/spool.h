@@ -74,9 +74,11 @@ int relay_spool_append(struct relay_spool *sp, const struct relay_msg *m, uint32
  * logging (the records stay pending and are retried at the next deadline; nothing is reported
  * durable that is not on disk). */
 int relay_spool_commit(struct relay_spool *sp, uint64_t now_ms);
-/* When commit should run next (0 = nothing pending). Group commit: a few ms after the first
- * pending append, or at once when much is pending; 1 s apart while the disk fails; also when
- * the delivery watermark is due to be saved (at most every 500 ms). */
+/* When commit should run next (0 = nothing pending). Group commit: at once after the first
+ * pending append, unless the last commit is less than a millisecond old (then a millisecond
+ * after it: one fsync for what a busy stream brought meanwhile), or at once when much is
+ * pending; 1 s apart while the disk fails; also when the delivery watermark is due to be saved
+ * (at most every 500 ms). */
 uint64_t relay_spool_deadline(const struct relay_spool *sp);
 
 /* The next durable record not yet handed out, for delivery: a malloc'ed relay_msg (spool_seq
