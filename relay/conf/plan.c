@@ -263,12 +263,12 @@ static const char *rates(char *buf, size_t cap, unsigned w)
 }
 
 /* How a route's messages are acknowledged to its source, and the bounds windows set at a few
- * round trips (msg/s at 20 / 50 / 100 ms). */
+ * round trips (msg/s at 20 / 50 / 100 ms). End to end, a message is held for the destination's
+ * round trip, at most receive_maximum per source connection. */
 static void print_ack(const struct relay_broker_config *src, const struct relay_broker_config *dst,
                       FILE *out)
 {
-    unsigned sw = src->version == MQC_V5 ? src->receive_maximum : RELAY_SOURCE_WINDOW;
-    char a[64], b[64];
+    char a[64];
 
     if (dst->spool.mode == RELAY_SPOOL_ALWAYS)
         fprintf(out, "  acknowledged:    once in the spool of %s (on local disk)\n", dst->name);
@@ -279,14 +279,23 @@ static void print_ack(const struct relay_broker_config *src, const struct relay_
                 dst->name, RELAY_AUTOSPOOL_ON_MS);
     else
         fprintf(out,
-                "  acknowledged:    end to end, always: %s msg/s per topic at most\n"
-                "                   at 20 / 50 / 100 ms of round trip to %s\n",
-                rates(a, sizeof(a), sw), dst->name);
-    fprintf(out,
-            "  source window:   %u (%s): %s msg/s per topic at most\n"
-            "                   at 20 / 50 / 100 ms of round trip to %s\n",
-            sw, src->version == MQC_V5 ? "receive_maximum" : "Mosquitto's default",
-            rates(b, sizeof(b), sw), src->name);
+                "  acknowledged:    end to end, always: %s msg/s per topic at most at 20 / 50 /\n"
+                "                   100 ms of round trip to %s (receive_maximum %u held from "
+                "%s)\n",
+                rates(a, sizeof(a), src->receive_maximum), dst->name,
+                (unsigned)src->receive_maximum, src->name);
+    if (src->version == MQC_V5)
+        fprintf(out,
+                "  source window:   %s lets out at most receive_maximum %u (fewer if its limit "
+                "is lower):\n                   %s msg/s per topic at 20 / 50 / 100 ms to %s\n",
+                src->name, (unsigned)src->receive_maximum,
+                rates(a, sizeof(a), src->receive_maximum), src->name);
+    else
+        fprintf(out,
+                "  source window:   what %s lets out unacknowledged (its own limit; %u would "
+                "allow\n                   %s msg/s per topic at 20 / 50 / 100 ms to %s)\n",
+                src->name, RELAY_SOURCE_WINDOW, rates(a, sizeof(a), RELAY_SOURCE_WINDOW),
+                src->name);
     if (dst->max_inflight)
         fprintf(out,
                 "  window to %s:  max_inflight %u: %s msg/s per connection at most\n"

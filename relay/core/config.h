@@ -44,8 +44,8 @@ struct relay_spool_config {
 };
 
 /* spool = "auto" (core/autospool.c): spooled from a base round trip of RELAY_AUTOSPOOL_ON_MS,
- * direct again at RELAY_AUTOSPOOL_OFF_MS once the spool is empty; RELAY_SOURCE_WINDOW is what a
- * 3.x source usually lets out unacknowledged (Mosquitto's default), for the bounds we name */
+ * direct again at RELAY_AUTOSPOOL_OFF_MS once the spool is empty. RELAY_SOURCE_WINDOW: an
+ * example source window (Mosquitto's max_inflight_messages default) for the bounds we name */
 #define RELAY_SPOOL_MAX_SIZE 1073741824u /* spool.max_size default: 1 GiB */
 #define RELAY_AUTOSPOOL_ON_MS 2u
 #define RELAY_AUTOSPOOL_OFF_MS 1u

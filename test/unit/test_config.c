@@ -1063,8 +1063,8 @@ static void test_plan(void **state)
         "  state_dir:       ",
         "  acknowledged:    end to end; from the spool of edge while its round trip is 2 ms or "
         "more\n",
-        "  source window:   20 (Mosquitto's default): ~1000 / ~400 / ~200 msg/s per topic at "
-        "most\n                   at 20 / 50 / 100 ms of round trip to edge\n",
+        "  source window:   what edge lets out unacknowledged (its own limit; 20 would allow\n"
+        "                   ~1000 / ~400 / ~200 msg/s per topic at 20 / 50 / 100 ms to edge)\n",
         ("\nroute cmd-down: bifromq -> edge\n"
          "  subscribe:       $oshare/relay/factory/+/cmd/# QoS 2 on bifromq#0..bifromq#3 (all 4 "
          "connections)\n"
