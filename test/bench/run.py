@@ -34,6 +34,8 @@ import sys
 import tempfile
 import time
 
+import speed  # issue 15's sections (speed.py, beside this file)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -297,7 +299,10 @@ class Bench:
         if taskset is not None:
             cmd = ["taskset", "-c", str(taskset)] + cmd
         log = open(os.path.join(self.tmp, "relay.log"), "ab")
-        p = spawn(cmd, stdout=subprocess.DEVNULL, stderr=log)
+        # spool = "auto" keeps spools in the state directory: one of the bench's, never the
+        # machine's (a loopback destination never spools; this keeps it so if one did)
+        env = dict(os.environ, STATE_DIRECTORY=os.path.join(self.tmp, "state"))
+        p = spawn(cmd, stdout=subprocess.DEVNULL, stderr=log, env=env)
         log.close()
         return p
 
@@ -1019,8 +1024,10 @@ def main():
     ap.add_argument("--cg-n", type=int, default=50000)
     ap.add_argument("--perf-n", type=int, default=3000000)
     ap.add_argument("--top", type=int, default=25)
+    speed.add_args(ap)  # issue 15: tls, mqtt5, wan, syscalls
     ap.add_argument("--sections",
-                    default="paths,latency,nagle,batching,alone,routes,rss,profile")
+                    default="paths,latency,nagle,batching,alone,routes,rss,profile," +
+                    speed.SECTIONS)
     ap.add_argument("--out", default=None, help="directory for the report and raw results")
     ap.add_argument("--render", metavar="RESULTS_JSON",
                     help="print the throughput tables again from a results.json, run nothing")
@@ -1033,6 +1040,7 @@ def main():
     args.paths = [p for p in args.paths.split(",") if p]
     args.qos = [int(x) for x in args.qos.split(",")]
     args.sizes = [int(x) for x in args.sizes.split(",")]
+    speed.fix_args(args)
     sections = set(args.sections.split(","))
     if args.render:
         with open(args.render) as f:
@@ -1095,6 +1103,7 @@ def main():
             section_rss(b, args, out, results)
         if "profile" in sections:
             section_profile(b, args, out, results)
+        speed.run_sections(b, args, out, results, sections)
     finally:
         with open(os.path.join(args.out, "results.json"), "w") as f:
             json.dump(results, f, indent=1, default=str)
