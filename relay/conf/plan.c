@@ -73,7 +73,9 @@ static void print_relay(const struct relay_config *cfg, FILE *out)
                 "  state_dir:       %s (%s): cannot be used: %s\n"
                 "                   spool = \"auto\" is off: a destination across a long round "
                 "trip is bound by\n"
-                "                   end-to-end acknowledgement (~400 msg/s per topic at 50 ms)\n",
+                "                   end-to-end acknowledgement (receive_maximum held from a "
+                "source for the\n"
+                "                   round trip: 64 allow ~1300 msg/s per topic at 50 ms)\n",
                 cfg->state_dir ? cfg->state_dir : "none", cfg->state_dir_from,
                 cfg->state_dir_why ? cfg->state_dir_why : "none found");
     if (cfg->metrics_host)

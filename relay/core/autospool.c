@@ -222,3 +222,28 @@ void relay_autospool_check(struct relay *r, struct relay_broker *b, uint64_t now
               "empty: messages for %s are acknowledged end to end again (round trip %u ms)",
               b->cfg->name, f->rtt_ms);
 }
+
+void relay_autospool_check_state_dir(struct relay *r)
+{
+    const struct relay_config *cfg = r->cfg;
+    uint32_t h = 0;
+
+    if (!cfg->state_dir_why)
+        return;
+    for (size_t i = 0; i < r->n_brokers; i++)
+        if (r->brokers[i].cfg->spool.mode == RELAY_SPOOL_AUTO &&
+            is_destination(r, &r->brokers[i])) {
+            uint32_t x = held_max(r, &r->brokers[i]);
+
+            h = !h || x < h ? x : h;
+        }
+    if (!h)
+        return;
+    relay_log(r->log, RELAY_LOG_WARN, NULL,
+              "state directory %s (%s) cannot be used: %s: spool = \"auto\" is off, so a "
+              "destination across a long round trip is bound by end-to-end acknowledgement "
+              "(receive_maximum %u held from a source for the round trip: ~%llu msg/s per topic "
+              "at 50 ms); set relay.state_dir",
+              cfg->state_dir ? cfg->state_dir : "(none)", cfg->state_dir_from, cfg->state_dir_why,
+              h, (unsigned long long)relay_window_rate(h, 50));
+}

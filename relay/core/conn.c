@@ -381,17 +381,24 @@ static bool feeds_over(const struct relay_conn *c)
 void relay_conn_sync(struct relay_conn *c, uint64_t now_ms)
 {
     struct relay *r = c->r;
-    bool pause;
+    bool pause, full;
 
     if (c->st != RELAY_CONN_OPEN || c->close_asked)
         return;
-    pause = (relay_session_rx_full(c->s) || feeds_over(c)) && !relay_session_needs_rx(c->s);
+    /* paused for held messages: reading again once a quarter of them is acknowledged, not at
+     * each acknowledgement (a Mosquitto 3.x source keeps more in flight than receive_maximum:
+     * that was a pause and a resume every five messages) */
+    full = relay_session_rx_full(c->s) || (c->rx_paused && !relay_session_rx_room(c->s));
+    pause = (full || feeds_over(c)) && !relay_session_needs_rx(c->s);
     if (pause != c->rx_paused) {
         c->rx_paused = pause;
         relay_session_set_rx_paused(c->s, pause);
         r->io->pause_rx(r->io->ctx, c, pause);
     }
-    if (!pause && relay_session_resume_rx(c->s, now_ms) < 0) {
+    /* the PUBLISHes deferred in the session are taken as slots free up, even while the socket
+     * waits for the quarter */
+    if ((!pause || (!relay_session_rx_full(c->s) && !feeds_over(c))) &&
+        relay_session_resume_rx(c->s, now_ms) < 0) {
         relay_conn_close(c);
         return;
     }

@@ -296,6 +296,8 @@ void relay_autospool_rtt(struct relay_session *s, uint32_t base_ms, uint64_t now
 void relay_autospool_start(struct relay *r, struct relay_broker *b);
 /* From relay_feed_run(): back to end-to-end acknowledgement once the spool is empty. */
 void relay_autospool_check(struct relay *r, struct relay_broker *b, uint64_t now_ms);
+/* At start: one WARN when spool = "auto" is off for want of a state directory. */
+void relay_autospool_check_state_dir(struct relay *r);
 /* The per-topic rate a window of w messages allows over rtt_ms (msg/s; 0 when rtt_ms is 0). */
 uint64_t relay_window_rate(uint32_t w, uint32_t rtt_ms);
 

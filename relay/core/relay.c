@@ -142,6 +142,7 @@ void relay_free(struct relay *r)
 
 void relay_start(struct relay *r, uint64_t now_ms)
 {
+    relay_autospool_check_state_dir(r);
     for (size_t i = 0; i < r->n_conns; i++)
         relay_conn_connect(r->conns[i], now_ms);
     relay_flush(r, now_ms);

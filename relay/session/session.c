@@ -769,6 +769,11 @@ bool relay_session_rx_full(const struct relay_session *s)
     return s->rx_full;
 }
 
+bool relay_session_rx_room(const struct relay_session *s)
+{
+    return !s->rx_full && s->in_used <= s->in_cap - s->in_cap / 4u;
+}
+
 bool relay_session_drained(const struct relay_session *s)
 {
     return !s->win.inflight && s->ctl_off >= s->ctl_len && !s->tx_msg &&

@@ -174,6 +174,9 @@ uint64_t relay_session_queued_bytes(const struct relay_session *s);
 bool relay_session_qos0_room(const struct relay_session *s, uint64_t bytes);
 /* Held QoS 1/2 messages reached receive_maximum. */
 bool relay_session_rx_full(const struct relay_session *s);
+/* A quarter of receive_maximum is free again: a link paused for rx_full reads again from here
+ * (hysteresis: not a pause and a resume for every acknowledgement). */
+bool relay_session_rx_room(const struct relay_session *s);
 /* Nothing left that this link can still send or must hear back: no unacknowledged PUBLISH, no
  * control bytes or PUBLISH being written, nothing queued while up (shutdown's drain). */
 bool relay_session_drained(const struct relay_session *s);

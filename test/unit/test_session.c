@@ -703,6 +703,34 @@ static void incoming_acks_in_arrival_order(void **st)
     fx_free(f);
 }
 
+/* Held messages at receive_maximum: rx_full; reading again only pays once a quarter of them
+ * is free (rx_room), so a source that keeps more in flight does not pause and resume the link
+ * for every acknowledgement. */
+static void rx_room_after_a_quarter(void **st)
+{
+    struct fx *f = fx_new(MQC_V311, 8, 0);
+
+    (void)st;
+    bring_up(f, false, NULL, 0);
+    R.publish_ret = 1;
+    assert_true(relay_session_rx_room(f->s));
+    for (uint16_t i = 0; i < 9; i++)
+        feed_publish(f, "t", 1, (uint16_t)(100 + i));
+    assert_int_equal(R.publishes, 8); /* the ninth waits */
+    assert_true(relay_session_rx_full(f->s));
+    assert_false(relay_session_rx_room(f->s));
+    relay_session_in_done(f->s, R.refs[0], f->now);
+    assert_int_equal(relay_session_resume_rx(f->s, f->now), 0);
+    assert_int_equal(R.publishes, 9); /* the ninth taken: 8 held, nothing waits */
+    assert_false(relay_session_rx_full(f->s));
+    assert_false(relay_session_rx_room(f->s));
+    relay_session_in_done(f->s, R.refs[1], f->now);
+    assert_false(relay_session_rx_room(f->s)); /* 7 held */
+    relay_session_in_done(f->s, R.refs[2], f->now);
+    assert_true(relay_session_rx_room(f->s)); /* 6 held: a quarter of 8 free */
+    fx_free(f);
+}
+
 static void incoming_waits_for_every_destination(void **st)
 {
     struct fx *f = fx_new(MQC_V5, 64, 0);
@@ -1190,6 +1218,7 @@ int main(void)
         cmocka_unit_test(large_publish_split_across_writes),
         cmocka_unit_test(window_marks_report),
         cmocka_unit_test(rtt_measured_and_window_sized),
+        cmocka_unit_test(rx_room_after_a_quarter),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
