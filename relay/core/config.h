@@ -47,8 +47,8 @@ struct relay_spool_config {
  * direct again at RELAY_AUTOSPOOL_OFF_MS once the spool is empty. RELAY_SOURCE_WINDOW: an
  * example source window (Mosquitto's max_inflight_messages default) for the bounds we name */
 #define RELAY_SPOOL_MAX_SIZE 1073741824u /* spool.max_size default: 1 GiB */
-#define RELAY_AUTOSPOOL_ON_MS 2u
-#define RELAY_AUTOSPOOL_OFF_MS 1u
+#define RELAY_AUTOSPOOL_ON_MS 5u
+#define RELAY_AUTOSPOOL_OFF_MS 2u
 #define RELAY_SOURCE_WINDOW 20u
 /* max_inflight "auto" toward 3.x: RELAY_INFLIGHT_PER_MS per ms of round trip (session/rtt.h),
  * 20..max_inflight_cap (default RELAY_INFLIGHT_CAP) */

@@ -140,7 +140,7 @@ def run(t):
     rt.wait_until(lambda: sub.count() >= 400 or pt.done.is_set(), 60, 0.05)
     proxy.delay(0)
     t.check(log_has(relay, r"spool dst: empty: messages for dst are acknowledged end to end "
-                           r"again \(round trip [01] ms\)", 30),
+                           r"again \(round trip [012] ms\)", 30),
             "back to end-to-end acknowledgement once the spool is empty",
             rt.tail(relay.stderr_path))
     pt.done.wait(60)

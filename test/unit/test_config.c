@@ -1061,7 +1061,7 @@ static void test_plan(void **state)
         "  max_inflight:    auto: sized from the round trip, 20..4096 (50 per ms of round "
         "trip),\n                   QoS 2 at most 20\n",
         "  state_dir:       ",
-        "  acknowledged:    end to end; from the spool of edge while its round trip is 2 ms or "
+        "  acknowledged:    end to end; from the spool of edge while its round trip is 5 ms or "
         "more\n",
         "  source window:   what edge lets out unacknowledged (its own limit; 20 would allow\n"
         "                   ~1000 / ~400 / ~200 msg/s per topic at 20 / 50 / 100 ms to edge)\n",
