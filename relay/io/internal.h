@@ -118,6 +118,10 @@ struct relay_transport {
     lws_sorted_usec_list_t sul_service; /* bounds one relay_transport_service() wait */
     struct link *links;
     struct link *flush_head, *flush_tail; /* links with bytes to write (io_link_flush) */
+    /* armed while the flush queue is not empty: lws runs timers (the core's tick, a link's sul)
+     * before it polls, and what they queue must not wait for the poll's timeout */
+    lws_sorted_usec_list_t sul_flush;
+    bool flush_armed;
     bool destroying;
     /* read batching (relay_transport_service; the policy is core/batch.c) */
     struct relay_batch batch;

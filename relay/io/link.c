@@ -30,6 +30,7 @@ const struct lws_protocols io_link_protocols[] = {
 };
 
 static void link_attempt(struct link *l);
+static void flush_fire(lws_sorted_usec_list_t *sul);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Link bookkeeping                                                                          */
@@ -516,6 +517,13 @@ void io_link_want_writeable(struct link *l, struct lws *wsi)
     else
         t->flush_head = l;
     t->flush_tail = l;
+    if (!t->flush_armed) {
+        /* queued from a timer that lws runs before its poll(): written from this one, which
+         * also keeps the poll from waiting; queued from a socket's callback, the flush after
+         * the service round comes first and disarms it */
+        t->flush_armed = true;
+        lws_sul_schedule(t->ctx, 0, &t->sul_flush, flush_fire, 0);
+    }
 }
 
 static int link_rx(struct link *l, struct lws *wsi, const void *in, size_t len)
@@ -566,6 +574,14 @@ static int link_writeable(struct link *l, struct lws *wsi)
  * core says it wants (60 KiB each: a full window of 1 KiB messages is a few) */
 #define FLUSH_WRITES 64u
 
+static void flush_fire(lws_sorted_usec_list_t *sul)
+{
+    struct relay_transport *t = lws_container_of(sul, struct relay_transport, sul_flush);
+
+    t->flush_armed = false;
+    io_link_flush(t);
+}
+
 void io_link_flush(struct relay_transport *t)
 {
     unsigned writes = 0;
@@ -588,6 +604,10 @@ void io_link_flush(struct relay_transport *t)
         /* what WRITEABLE would do; it queues the link again when there is more */
         if (link_writeable(l, wsi) < 0)
             io_link_kill(l); /* outside its callbacks: lws closes it on its next service */
+    }
+    if (t->flush_armed) {
+        t->flush_armed = false;
+        lws_sul_cancel(&t->sul_flush);
     }
 }
 

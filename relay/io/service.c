@@ -161,6 +161,7 @@ void relay_transport_free(struct relay_transport *t)
     if (t->ctx) {
         lws_sul_cancel(&t->sul_wake);
         lws_sul_cancel(&t->sul_service);
+        lws_sul_cancel(&t->sul_flush);
         for (struct link *l = t->links; l; l = l->next)
             lws_sul_cancel(&l->sul);
         lws_context_destroy(t->ctx);
