@@ -51,42 +51,51 @@ static void install_signals(void)
     sigaction(SIGPIPE, &sa, NULL);
 }
 
-/* SIGHUP: read the file again; a file that does not load, or a change that needs a restart,
- * is logged and the running configuration kept. On success *cfg is the new one (the old one
- * freed). */
-static void do_reload(struct relay *r, struct relay_transport *t, struct relay_log *log,
-                      struct relay_config **cfg)
+/* What the reload hook needs: the running relay, its transport and the configuration it runs
+ * (replaced by each successful reload). */
+struct app {
+    struct relay *r;
+    struct relay_transport *t;
+    struct relay_config **cfg;
+};
+
+/* The relay's reload hook (SIGHUP and POST /-/reload both come here, through
+ * relay_request_reload): read the file again; a file that does not load, or a change that
+ * needs a restart, is refused and the running configuration kept. On success *cfg is the new
+ * one (the old one freed). */
+static int do_reload(void *arg, uint64_t now_ms, char *msg, size_t msglen)
 {
+    struct app *a = arg;
     struct relay_config *ncfg = calloc(1, sizeof(*ncfg));
     char err[1024];
     int rc;
 
     if (!ncfg) {
-        relay_log(log, RELAY_LOG_ERROR, NULL, "reload: out of memory; keeping the running one");
-        return;
+        snprintf(msg, msglen, "out of memory; keeping the running configuration");
+        return -ENOMEM;
     }
-    relay_log(log, RELAY_LOG_INFO, NULL, "SIGHUP: reloading %s", (*cfg)->path);
-    rc = relay_config_load((*cfg)->path, ncfg, err, sizeof(err));
+    rc = relay_config_load((*a->cfg)->path, ncfg, err, sizeof(err));
     if (rc) {
-        relay_log(log, RELAY_LOG_ERROR, NULL, "reload: %s; keeping the running configuration", err);
+        snprintf(msg, msglen, "%s; keeping the running configuration", err);
         free(ncfg);
-        return;
+        return rc;
     }
     relay_notify("RELOADING=1");
-    rc = relay_reload(r, ncfg, relay_now_ms(), err, sizeof(err));
+    rc = relay_reload(a->r, ncfg, now_ms, err, sizeof(err));
     if (rc) {
-        relay_log(log, RELAY_LOG_ERROR, NULL,
-                  "reload: %s: %s needs a restart; keeping the running configuration", (*cfg)->path,
-                  err);
+        snprintf(msg, msglen, "%s: %s needs a restart; keeping the running configuration",
+                 (*a->cfg)->path, err);
         relay_config_cleanup(ncfg);
         free(ncfg);
     } else {
-        relay_transport_set_batch_wait(t, ncfg->batch_wait_us);
-        relay_config_cleanup(*cfg);
-        free(*cfg);
-        *cfg = ncfg;
+        snprintf(msg, msglen, "%s", err);
+        relay_transport_set_batch_wait(a->t, ncfg->batch_wait_us);
+        relay_config_cleanup(*a->cfg);
+        free(*a->cfg);
+        *a->cfg = ncfg;
     }
     relay_notify("READY=1");
+    return rc;
 }
 
 static int run(struct relay_config **cfgp)
@@ -96,11 +105,14 @@ static int run(struct relay_config **cfgp)
     struct relay_transport *t = NULL;
     struct relay *r = NULL;
     struct relay_transport_opts topts = {0};
+    struct app app = {.cfg = cfgp};
     char err[512];
     int rc;
     uint64_t now;
 
     relay_log_init(&log, cfg->log_level);
+    relay_log_set_format(&log, cfg->log_format);
+    relay_log_set_default(&log); /* lws' lines and the transport's */
     install_signals();
     topts.metrics_host = cfg->metrics_host;
     topts.metrics_port = cfg->metrics_port;
@@ -110,6 +122,7 @@ static int run(struct relay_config **cfgp)
     rc = relay_transport_new(&topts, &t, err, sizeof(err));
     if (rc) {
         relay_log(&log, RELAY_LOG_ERROR, NULL, "%s", err);
+        relay_log_set_default(NULL);
         return 2;
     }
     struct relay_env env = {
@@ -118,13 +131,17 @@ static int run(struct relay_config **cfgp)
         .now_ms = relay_now_ms(),
         .wall_offset_ms = relay_wall_offset_ms(),
         .seed = relay_now_ms() ^ (uint64_t)getpid() << 32,
+        .hooks = {.arg = &app, .reload = do_reload},
     };
     rc = relay_new(cfg, &env, &r, err, sizeof(err));
     if (rc) {
         relay_log(&log, RELAY_LOG_ERROR, NULL, "%s: %s", cfg->path, err);
         relay_transport_free(t);
+        relay_log_set_default(NULL);
         return rc == -EINVAL ? 1 : 2;
     }
+    app.r = r;
+    app.t = t;
     relay_transport_set_core(t, r);
     relay_log(&log, RELAY_LOG_INFO, NULL,
               "mqtt-relay %s starting as \"%s\": %zu brokers, %zu routes", RELAY_VERSION_STRING,
@@ -141,8 +158,10 @@ static int run(struct relay_config **cfgp)
             wd_next = now + wd_every;
         }
         if (reload && !stopping) {
+            char msg[1024];
+
             reload = 0;
-            do_reload(r, t, &log, cfgp);
+            relay_request_reload(r, "SIGHUP", relay_now_ms(), msg, sizeof(msg));
         }
         if (stop) {
             if (!stopping)
@@ -158,12 +177,14 @@ static int run(struct relay_config **cfgp)
             relay_log(&log, RELAY_LOG_ERROR, NULL, "event loop failed");
             relay_free(r);
             relay_transport_free(t);
+            relay_log_set_default(NULL);
             return 2;
         }
     }
     relay_log(&log, RELAY_LOG_INFO, NULL, "stopped");
     relay_transport_free(t);
     relay_free(r);
+    relay_log_set_default(NULL);
     return 0;
 }
 

@@ -55,6 +55,8 @@ int cfg_get_enum(struct ld *ld, const config_setting_t *g, const char *key,
                  const char *const *choices, const char *hint, int dflt, int *out);
 int cfg_resolve(struct ld *ld, const config_setting_t *s, const char *p, char **out);
 int cfg_get_file(struct ld *ld, const config_setting_t *g, const char *key, char **out);
+int cfg_read_secret_file(struct ld *ld, const config_setting_t *s, const char *v, const char *what,
+                         char **out, size_t *out_len);
 int cfg_read_password_file(struct ld *ld, const config_setting_t *s, const char *v,
                            struct relay_broker_config *b);
 

@@ -34,11 +34,68 @@ static bool relay_id_ok(const char *id)
     return strlen(id) <= ID_MAX && cfg_word_chars(id, "_.-");
 }
 
+/* A bearer token (RFC 6750 b64token): 16 to 4096 of A-Z a-z 0-9 - . _ ~ + /, then '='s. */
+static bool token_ok(const char *t, size_t n)
+{
+    size_t i = strspn(t, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/");
+
+    while (i < n && t[i] == '=')
+        i++;
+    return i == n && n >= 16 && n <= 4096;
+}
+
+/* relay.admin_token or relay.admin_token_file (read like a password_file): POST /-/reload's
+ * bearer token. A secret: no message ever quotes it. */
+static int parse_admin_token(struct ld *ld, const config_setting_t *g)
+{
+    struct relay_config *cfg = ld->cfg;
+    const config_setting_t *s;
+    const char *tok, *file;
+    int rc;
+
+    if ((rc = cfg_get_str(ld, g, "admin_token", &tok)) < 0 ||
+        (rc = cfg_get_str(ld, g, "admin_token_file", &file)) < 0)
+        return rc;
+    if (tok && file)
+        return cfg_fail(ld, config_setting_get_member(g, "admin_token_file"),
+                        "relay.admin_token and relay.admin_token_file are exclusive: give one");
+    if (tok) {
+        if ((rc = cfg_dup_str(ld, tok, &cfg->admin_token)) < 0)
+            return rc;
+        cfg->admin_token_len = strlen(tok);
+    } else if (file) {
+        rc = cfg_read_secret_file(ld, config_setting_get_member(g, "admin_token_file"), file,
+                                  "admin_token_file", &cfg->admin_token, &cfg->admin_token_len);
+        if (rc < 0)
+            return rc;
+    } else {
+        return 0;
+    }
+    s = config_setting_get_member(g, tok ? "admin_token" : "admin_token_file");
+    if (strlen(cfg->admin_token) != cfg->admin_token_len ||
+        !token_ok(cfg->admin_token, cfg->admin_token_len))
+        return cfg_fail(ld, s,
+                        "relay.%s: the token must be 16 to 4096 characters of A-Z a-z 0-9 - . _ ~ "
+                        "+ / (then '=' padding), e.g. from \"openssl rand -hex 32\"",
+                        tok ? "admin_token" : "admin_token_file");
+    return 0;
+}
+
 static int parse_relay(struct ld *ld, const config_setting_t *root)
 {
-    static const char *const keys[] = {"id",       "log_level",     "metrics",   "drain_timeout",
-                                       "max_hops", "batch_wait_us", "state_dir", NULL};
+    static const char *const keys[] = {"id",
+                                       "log_level",
+                                       "metrics",
+                                       "drain_timeout",
+                                       "max_hops",
+                                       "batch_wait_us",
+                                       "log_format",
+                                       "admin_token",
+                                       "admin_token_file",
+                                       "state_dir",
+                                       NULL};
     static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
+    static const char *const formats[] = {"text", "json", NULL};
     struct relay_config *cfg = ld->cfg;
     const config_setting_t *g;
     const char *v;
@@ -66,6 +123,11 @@ static int parse_relay(struct ld *ld, const config_setting_t *root)
                                RELAY_LOG_INFO, &e)) < 0)
             return rc;
         cfg->log_level = (enum relay_log_level)e;
+        if ((rc = cfg_get_enum(ld, g, "log_format", formats, "text, json", RELAY_LOG_TEXT, &e)) < 0)
+            return rc;
+        cfg->log_format = (enum relay_log_format)e;
+        if ((rc = parse_admin_token(ld, g)) < 0)
+            return rc;
         if ((rc = cfg_get_str(ld, g, "metrics", &v)) < 0)
             return rc;
         if (v) {
@@ -775,5 +837,8 @@ void relay_config_cleanup(struct relay_config *cfg)
     free(cfg->metrics_host);
     free(cfg->state_dir);
     free(cfg->state_dir_why);
+    if (cfg->admin_token)
+        memset(cfg->admin_token, 0, cfg->admin_token_len);
+    free(cfg->admin_token);
     memset(cfg, 0, sizeof(*cfg));
 }

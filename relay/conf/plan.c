@@ -78,12 +78,25 @@ static void print_relay(const struct relay_config *cfg, FILE *out)
                 "                   round trip: 64 allow ~1300 msg/s per topic at 50 ms)\n",
                 cfg->state_dir ? cfg->state_dir : "none", cfg->state_dir_from,
                 cfg->state_dir_why ? cfg->state_dir_why : "none found");
-    if (cfg->metrics_host)
-        fprintf(out, "  metrics:         http://%s%s%s:%u/metrics and /healthz\n",
-                strchr(cfg->metrics_host, ':') ? "[" : "", cfg->metrics_host,
-                strchr(cfg->metrics_host, ':') ? "]" : "", (unsigned)cfg->metrics_port);
-    else
+    fprintf(out, "  log_format:      %s\n", cfg->log_format == RELAY_LOG_JSON ? "json" : "text");
+    if (cfg->metrics_host) {
+        const char *lb = strchr(cfg->metrics_host, ':') ? "[" : "";
+        const char *rb = strchr(cfg->metrics_host, ':') ? "]" : "";
+
+        fprintf(out,
+                "  metrics:         http://%s%s%s:%u/ (status page), /api/v1/status, "
+                "/metrics, /healthz\n",
+                lb, cfg->metrics_host, rb, (unsigned)cfg->metrics_port);
+        if (cfg->admin_token)
+            fprintf(out, "  reload:          POST /-/reload with the bearer token "
+                         "relay.admin_token (set; not shown)\n");
+        else
+            fprintf(out,
+                    "  reload:          POST /-/reload from anyone who reaches the listener "
+                    "when it is on a loopback address, else refused (set relay.admin_token)\n");
+    } else {
         fprintf(out, "  metrics:         off\n");
+    }
 }
 
 static void print_client_ids(const struct relay_broker_config *b, FILE *out)

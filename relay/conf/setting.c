@@ -336,10 +336,10 @@ int cfg_get_file(struct ld *ld, const config_setting_t *g, const char *key, char
     return 0;
 }
 
-/* The password alone; one trailing "\n" or "\r\n" is ignored. The file must not be accessible
- * by group or others. */
-int cfg_read_password_file(struct ld *ld, const config_setting_t *s, const char *v,
-                           struct relay_broker_config *b)
+/* The secret alone; one trailing "\n" or "\r\n" is ignored. The file must not be accessible by
+ * group or others. what names the setting in messages ("password_file"). */
+int cfg_read_secret_file(struct ld *ld, const config_setting_t *s, const char *v, const char *what,
+                         char **out, size_t *out_len)
 {
     char *path, pb[PATH_MAX + 120];
     int rc = cfg_resolve(ld, s, v, &path);
@@ -349,23 +349,23 @@ int cfg_read_password_file(struct ld *ld, const config_setting_t *s, const char 
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     free(path);
     if (fd < 0)
-        return cfg_fail(ld, s, "password_file %s: %s", pb, strerror(errno));
+        return cfg_fail(ld, s, "%s%s %s: %s", ld->kp, what, pb, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) < 0) {
         int e = errno;
         close(fd);
-        return cfg_fail(ld, s, "password_file %s: %s", pb, strerror(e));
+        return cfg_fail(ld, s, "%s%s %s: %s", ld->kp, what, pb, strerror(e));
     }
     if (!S_ISREG(st.st_mode)) {
         close(fd);
-        return cfg_fail(ld, s, "password_file %s: not a regular file", pb);
+        return cfg_fail(ld, s, "%s%s %s: not a regular file", ld->kp, what, pb);
     }
     if (st.st_mode & 077) {
         close(fd);
         return cfg_fail(ld, s,
-                        "password_file %s: permissions %04o, must not be accessible by group or "
+                        "%s%s %s: permissions %04o, must not be accessible by group or "
                         "others (chmod 600)",
-                        pb, (unsigned)(st.st_mode & 07777));
+                        ld->kp, what, pb, (unsigned)(st.st_mode & 07777));
     }
     /* Read one byte past the limit (plus a possible "\r\n") to tell "too long" apart. */
     size_t cap = STR_MAX + 3, n = 0;
@@ -382,7 +382,7 @@ int cfg_read_password_file(struct ld *ld, const config_setting_t *s, const char 
             int e = errno;
             close(fd);
             free(buf);
-            return cfg_fail(ld, s, "password_file %s: %s", pb, strerror(e));
+            return cfg_fail(ld, s, "%s%s %s: %s", ld->kp, what, pb, strerror(e));
         }
         if (r == 0 || (n += (size_t)r) == cap)
             break;
@@ -395,11 +395,16 @@ int cfg_read_password_file(struct ld *ld, const config_setting_t *s, const char 
     }
     if (n > STR_MAX) {
         free(buf);
-        return cfg_fail(ld, s, "password_file %s: the password is longer than %u bytes", pb,
-                        STR_MAX);
+        return cfg_fail(ld, s, "%s%s %s: longer than %u bytes", ld->kp, what, pb, STR_MAX);
     }
     buf[n] = '\0';
-    b->password = buf;
-    b->password_len = n;
+    *out = buf;
+    *out_len = n;
     return 0;
+}
+
+int cfg_read_password_file(struct ld *ld, const config_setting_t *s, const char *v,
+                           struct relay_broker_config *b)
+{
+    return cfg_read_secret_file(ld, s, v, "password_file", &b->password, &b->password_len);
 }

@@ -29,6 +29,7 @@ int relay_broker_init(struct relay *r, struct relay_broker *b,
         b->conns[j].b = b;
         b->conns[j].idx = j;
     }
+    relay_hist_init(&b->feed.hist, true);
     return relay_feed_open(r, b, err, errlen);
 }
 

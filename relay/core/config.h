@@ -111,12 +111,17 @@ struct relay_route_config {
 };
 
 struct relay_config {
-    char *path;                     /* the file as given */
-    char *dir;                      /* its directory: relative paths are resolved against it */
-    char *id;                       /* default: the host name */
-    enum relay_log_level log_level; /* default info */
-    char *metrics_host;             /* NULL = no metrics listener */
+    char *path;                       /* the file as given */
+    char *dir;                        /* its directory: relative paths are resolved against it */
+    char *id;                         /* default: the host name */
+    enum relay_log_level log_level;   /* default info */
+    enum relay_log_format log_format; /* default text */
+    char *metrics_host;               /* NULL = no metrics listener */
     uint16_t metrics_port;
+    /* POST /-/reload's bearer token (admin_token or admin_token_file), NULL = none: then only a
+     * listener on a loopback address takes it. A secret: never logged or shown. */
+    char *admin_token;
+    size_t admin_token_len;
     uint32_t drain_timeout_ms; /* default 5000 */
     uint32_t max_hops;         /* default 8 */
     uint32_t batch_wait_us;    /* read batching under load, see core/batch.h */

@@ -31,6 +31,49 @@ bool relay_conn_up(const struct relay_conn *c)
     return c->st == RELAY_CONN_OPEN && s >= RELAY_SS_SUBSCRIBING && s != RELAY_SS_CLOSING;
 }
 
+/* Up and subscribing here are exactly relay_conn_up(): the API's connections_up, /metrics'
+ * mqtt_relay_connection_up and the page agree. */
+enum relay_conn_view relay_conn_view(const struct relay_conn *c)
+{
+    switch (c->st) {
+    case RELAY_CONN_CONNECTING:
+        return c->close_asked ? RELAY_CV_CLOSING : RELAY_CV_CONNECTING;
+    case RELAY_CONN_OPEN:
+        switch (relay_session_state(c->s)) {
+        case RELAY_SS_SUBSCRIBING:
+            return RELAY_CV_SUBSCRIBING;
+        case RELAY_SS_UP:
+            return RELAY_CV_UP;
+        case RELAY_SS_CLOSING:
+            return RELAY_CV_CLOSING;
+        default:
+            return c->close_asked ? RELAY_CV_CLOSING : RELAY_CV_CONNECTING;
+        }
+    case RELAY_CONN_WAIT:
+        return RELAY_CV_WAITING;
+    default:
+        return RELAY_CV_IDLE;
+    }
+}
+
+void relay_conn_track(struct relay_conn *c, uint64_t now_ms)
+{
+    enum relay_conn_view v = relay_conn_view(c);
+
+    if (!c->view_known || v != c->view) {
+        c->view = v;
+        c->view_known = true;
+        c->state_since = now_ms;
+    }
+}
+
+/* What went wrong last on this connection (the status API shows it with its time). */
+static void note_error(struct relay_conn *c, const char *text, uint64_t now_ms)
+{
+    snprintf(c->last_error, sizeof(c->last_error), "%s", text);
+    c->last_error_ms = now_ms ? now_ms : 1;
+}
+
 /* ---- what the session tells the connection ------------------------------------------------ */
 
 static bool is_orphan(const struct relay_msg *m, void *arg)
@@ -97,13 +140,17 @@ static void hook_up(struct relay_session *s, bool session_present, uint64_t now_
 static void hook_suback(struct relay_session *s, const struct relay_sub *sub, uint8_t code)
 {
     struct relay_conn *c = relay_session_owner(s);
+    char text[160];
 
-    if (code >= 0x80)
+    if (code >= 0x80) {
         relay_log(c->r->log, RELAY_LOG_ERROR, c->who,
                   "subscription to \"%s\" refused by the broker (code 0x%02X): its route "
                   "carries nothing from this connection",
                   sub->filter, code);
-    else
+        snprintf(text, sizeof(text), "subscription to \"%.100s\" refused (code 0x%02X)",
+                 sub->filter, code);
+        note_error(c, text, c->r->now_ms);
+    } else
         relay_log(c->r->log, RELAY_LOG_DEBUG, c->who, "subscribed \"%s\" (granted QoS %u)",
                   sub->filter, code);
 }
@@ -251,6 +298,7 @@ static void retry_later(struct relay_conn *c, const char *why, uint64_t now_ms)
     c->up_since = 0;
     c->st = RELAY_CONN_WAIT;
     c->retry_at = now_ms + delay;
+    note_error(c, why, now_ms);
     relay_log_limited(c->r->log, now_ms, RELAY_LOG_WARN, c->who, "%s, retry in %.1fs", why,
                       delay / 1000.0);
 }

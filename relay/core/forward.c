@@ -32,6 +32,8 @@ void relay_route_drop(struct relay *r, struct relay_route *rt, enum relay_drop w
     rt->stats.dropped[why]++;
     if (why == RELAY_DROP_LOOP)
         return; /* the loop guard doing its job: counted, not logged */
+    relay_log_field(r->log, "route", rt->cfg->name);
+    relay_log_field(r->log, "reason", relay_drop_name(why));
     relay_log_limited(r->log, now_ms, RELAY_LOG_WARN, rt->cfg->name,
                       "message on \"%.*s\" dropped (%s)",
                       (int)(p->topic.len > 200 ? 200 : p->topic.len), (const char *)p->topic.p,
@@ -79,6 +81,7 @@ static int forward_one(struct arrival *a, struct relay_route *rt)
     }
     if (o.props_lost && !rt->stats.props_lost_logged) {
         rt->stats.props_lost_logged = true;
+        relay_log_field(r->log, "route", rt->cfg->name);
         relay_log(r->log, RELAY_LOG_WARN, rt->cfg->name,
                   "MQTT 5 properties are not forwarded to %s (MQTT %s): they are lost on this "
                   "route (said once)",
@@ -98,6 +101,7 @@ static int forward_one(struct arrival *a, struct relay_route *rt)
     }
     m = relay_msg_alloc(&r->pool, size);
     if (!m) {
+        relay_log_field(r->log, "route", rt->cfg->name);
         relay_log_limited(r->log, a->now_ms, RELAY_LOG_ERROR, rt->cfg->name,
                           "out of memory: message not forwarded (the source will redeliver it)");
         return -1;
@@ -139,6 +143,7 @@ static int on_match(void *item, void *arg)
     if (!rt->cfg->share && a->src->idx != 0)
         return 0; /* unshared routes subscribe on connection 0 only */
     rt->stats.received++;
+    relay_hist_add(&rt->stats.rate_in, a->now_ms, 1);
     if (a->loop) {
         relay_route_drop(a->r, rt, RELAY_DROP_LOOP, a->now_ms, a->p);
         return 0;
@@ -225,13 +230,17 @@ void relay_forward_done(struct relay_session *s, struct relay_msg *m, int drop_r
 
         if (drop_reason < 0) {
             rt->stats.forwarded++;
+            relay_hist_add(&rt->stats.rate_out, now_ms, 1);
             relay_latency_observe(r, now_ms - m->t_in_ms);
         } else {
             rt->stats.dropped[drop_reason]++;
-            if (drop_reason != RELAY_DROP_REJECTED)
+            if (drop_reason != RELAY_DROP_REJECTED) {
+                relay_log_field(r->log, "route", rt->cfg->name);
+                relay_log_field(r->log, "reason", relay_drop_name((enum relay_drop)drop_reason));
                 relay_log_limited(r->log, now_ms, RELAY_LOG_WARN, c->who,
                                   "message for route %s dropped (%s)", rt->cfg->name,
                                   relay_drop_name((enum relay_drop)drop_reason));
+            }
         }
     }
     if (m->src) {

@@ -9,7 +9,9 @@
  *   spoolfeed.c store and forward: into the journal, acknowledged once durable, fed back out
  *   reload.c    SIGHUP
  *   metrics.c   /metrics and /healthz
- *   http.c      what the HTTP listener serves
+ *   status.c    /api/v1/status: the status as JSON
+ *   history.c   the last minute, one value per second (routes' rates, spools' sizes)
+ *   http.c      what the HTTP listener serves, and who may reload
  *   batch.c     the read-batching policy (pure; the transport measures and applies it)
  *
  * Nothing outside core/ includes this header (the core's own unit tests may).
@@ -22,6 +24,7 @@
 #include <stdint.h>
 
 #include "core/config.h"
+#include "core/history.h"
 #include "core/io.h"
 #include "core/relay.h"
 #include "route/template.h"
@@ -41,6 +44,7 @@ struct relay_route_stats {
     uint64_t received, forwarded;
     uint64_t dropped[RELAY_DROP__COUNT];
     bool props_lost_logged; /* 5.0 properties lost toward a 3.x destination: said once */
+    struct relay_hist rate_in, rate_out; /* received, forwarded: per second */
 };
 
 /* A route as it runs. */
@@ -65,6 +69,17 @@ enum relay_conn_state {
     RELAY_CONN_CONNECTING,
     RELAY_CONN_OPEN,
     RELAY_CONN_WAIT
+};
+
+/* A connection's state as the status API names it: the link's and the session's together.
+ * UP and SUBSCRIBING are exactly relay_conn_up() (CONNACK received, not closing). */
+enum relay_conn_view {
+    RELAY_CV_IDLE = 0,    /* not connecting (shutting down) */
+    RELAY_CV_CONNECTING,  /* TCP/TLS/WebSocket, then CONNECT sent and no CONNACK yet */
+    RELAY_CV_SUBSCRIBING, /* CONNACK in, SUBACKs awaited */
+    RELAY_CV_UP,          /* publishing */
+    RELAY_CV_CLOSING,     /* DISCONNECT queued, or the link asked to close */
+    RELAY_CV_WAITING,     /* down, reconnecting at retry_at */
 };
 
 /* What a connection counts (it lives as long as its broker: reloads keep it). */
@@ -102,6 +117,12 @@ struct relay_conn {
     struct relay_conn *probe; /* this connection's probe, allocated when first needed */
     uint64_t probe_at;        /* next probe, 0 = none */
     struct relay_conn_stats stats;
+    /* for the status API */
+    enum relay_conn_view view; /* as last seen by relay_conn_track() */
+    bool view_known;
+    uint64_t state_since;   /* when view began */
+    uint64_t last_error_ms; /* 0 = no error yet */
+    char last_error[256];   /* why the last link failed, or what the broker refused */
 };
 
 /* A spooled destination broker (spoolfeed.c). */
@@ -123,6 +144,7 @@ struct relay_feed {
     struct relay_msg *wait_head, *wait_tail;
     uint64_t wait_bytes;
     struct relay_msg *next; /* taken from the spool, its connection had no room yet */
+    struct relay_hist hist; /* messages held, per second (a gauge, sampled by the tick) */
     uint32_t next_conn;
     /* routes into this broker by relay_route_key(), sorted: spooled records name their route
      * by key, which survives reloads and restarts */
@@ -156,6 +178,14 @@ struct relay_stats {
     uint64_t batch_waits, batch_wait_us; /* read batching (transport): waits, and their sum */
 };
 
+/* Reloads asked for (SIGHUP, POST /-/reload), for the status API. */
+struct relay_reload_info {
+    uint64_t count; /* attempts */
+    uint64_t at_ms; /* the last one's time, 0 = none yet */
+    bool ok;        /* the last one's outcome */
+    char msg[600];  /* ... and its message */
+};
+
 struct relay {
     const struct relay_config *cfg;
     struct relay_log *log;
@@ -181,6 +211,9 @@ struct relay {
     uint64_t now_ms;        /* the time of the entry point running (spool callbacks) */
     int64_t wall_offset_ms; /* wall clock - now_ms (spooled records carry wall times) */
     struct relay_stats stats;
+    struct relay_hooks hooks;
+    uint64_t started_ms; /* relay_new() */
+    struct relay_reload_info reloads;
 };
 
 /* ---- relay.c ------------------------------------------------------------------------------ */
@@ -248,6 +281,9 @@ void relay_conn_stop(struct relay_conn *c, uint64_t now_ms);
 void relay_conn_publish_status(struct relay_conn *c, const char *text, uint64_t now_ms);
 /* Up: CONNACK received and not closing. */
 bool relay_conn_up(const struct relay_conn *c);
+/* Its state for the status API, and noting when it changed (relay_flush, every entry point). */
+enum relay_conn_view relay_conn_view(const struct relay_conn *c);
+void relay_conn_track(struct relay_conn *c, uint64_t now_ms);
 
 /* ---- forward.c ---------------------------------------------------------------------------- */
 
@@ -308,5 +344,15 @@ int relay_metrics_render(const struct relay *r, uint64_t now_ms, char **body, si
 /* true when every broker has at least one connection up (/healthz) */
 bool relay_healthy(const struct relay *r);
 void relay_latency_observe(struct relay *r, uint64_t ms);
+
+/* ---- status.c ----------------------------------------------------------------------------- */
+
+/* The JSON of GET /api/v1/status into a malloc'ed buffer. 0 or -ENOMEM. */
+int relay_status_render(const struct relay *r, uint64_t now_ms, char **body, size_t *len);
+/* Samples what the histories keep as gauges (the spools' sizes): every tick, and the tick comes
+ * at least once a second while there is a spool and a listener to show it. */
+void relay_status_sample(struct relay *r, uint64_t now_ms);
+/* When the next sample is due (0 = none: no spool, or no HTTP listener to show it). */
+uint64_t relay_status_deadline(const struct relay *r);
 
 #endif

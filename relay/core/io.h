@@ -70,10 +70,33 @@ void *relay_conn_link(const struct relay_conn *c);
 void relay_conn_set_link(struct relay_conn *c, void *link);
 const char *relay_conn_who(const struct relay_conn *c);
 
-/* Metrics over HTTP (served by the transport on the same event loop). The core renders the
- * body: for "/metrics" the Prometheus text; for "/healthz" "ok"/"unavailable". Returns the HTTP
- * status (200, 404, 503) and a malloc'ed body the transport frees. */
-int relay_core_http(void *core, const char *path, uint64_t now_ms, char **body, size_t *body_len,
-                    const char **content_type);
+/* The HTTP listener (relay.metrics), served by the transport on the same event loop: the
+ * status page itself (GET /) is the transport's; every other request is answered here:
+ *   GET  /metrics        Prometheus text
+ *   GET  /healthz        "ok" (200) / "unavailable" (503)
+ *   GET  /api/v1/status  the status as JSON (core/status.c; the man page documents it)
+ *   POST /-/reload       what SIGHUP does (relay_hooks.reload); allowed when relay.admin_token
+ *                        is set and sent as "Authorization: Bearer TOKEN" (401 otherwise), or,
+ *                        with no token set, when the listener is on a loopback address (403
+ *                        otherwise)
+ * anything else: 404, or 405 for a known path with another method. */
+struct relay_http_request {
+    const char *method;        /* "GET", "POST", ... */
+    const char *path;          /* without the query */
+    const char *authorization; /* the Authorization header's value, NULL when absent */
+    const char *peer;          /* the client's address, for log lines ("" when unknown) */
+    bool loopback;             /* the listener is bound to a loopback address */
+};
+struct relay_http_response {
+    int status;               /* 200, 401, 403, 404, 405, 409, 500, 503 */
+    char *body;               /* malloc'ed (the transport frees it); NULL with len 0 */
+    size_t len;               /* when out of memory */
+    const char *content_type; /* a static string */
+    const char *allow;        /* 405: the methods allowed (a static string), else NULL */
+    bool challenge;           /* 401: send "WWW-Authenticate: Bearer" */
+};
+/* Fills *resp (always: at worst a 500 without a body). */
+void relay_core_http(void *core, const struct relay_http_request *req, uint64_t now_ms,
+                     struct relay_http_response *resp);
 
 #endif

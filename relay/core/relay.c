@@ -87,7 +87,9 @@ int relay_new(const struct relay_config *cfg, const struct relay_env *env, struc
     r->log = env->log;
     r->io = env->io;
     r->now_ms = env->now_ms;
+    r->started_ms = env->now_ms;
     r->wall_offset_ms = env->wall_offset_ms;
+    r->hooks = env->hooks;
     r->rng = env->seed * 0x9E3779B97F4A7C15ull ^ (uint64_t)(uintptr_t)r;
     if (!r->rng)
         r->rng = 1;
@@ -172,9 +174,11 @@ void relay_flush(struct relay *r, uint64_t now_ms)
     sync_dirty(r, now_ms);
     if (r->stopping)
         check_drain(r, now_ms);
-    next = relay_feed_deadline(r);
-    for (size_t i = 0; i < r->n_conns; i++)
+    next = earliest(relay_feed_deadline(r), relay_status_deadline(r));
+    for (size_t i = 0; i < r->n_conns; i++) {
+        relay_conn_track(r->conns[i], now_ms);
         next = earliest(next, relay_conn_deadline(r->conns[i]));
+    }
     if (r->stopping)
         next = earliest(next, r->stop_deadline);
     /* Only an earlier deadline re-arms the timer: most move later with every packet (the
@@ -193,7 +197,31 @@ void relay_core_tick(void *core, uint64_t now_ms)
     r->next_wake = 0;
     for (size_t i = 0; i < r->n_conns; i++)
         relay_conn_tick(r->conns[i], now_ms);
+    relay_status_sample(r, now_ms);
     relay_flush(r, now_ms);
+}
+
+/* ---- reload (the file is conf/'s: main reads it through the hook) ------------------------- */
+
+int relay_request_reload(struct relay *r, const char *by, uint64_t now_ms, char *msg, size_t msglen)
+{
+    int rc = -ENOTSUP;
+
+    if (msglen)
+        msg[0] = '\0';
+    relay_log(r->log, RELAY_LOG_INFO, NULL, "%s: reloading %s", by, r->cfg->path);
+    if (r->hooks.reload)
+        rc = r->hooks.reload(r->hooks.arg, now_ms, msg, msglen);
+    else
+        snprintf(msg, msglen, "this relay cannot reload its configuration");
+    /* r->cfg may be the new configuration now; r itself stays */
+    if (rc)
+        relay_log(r->log, RELAY_LOG_ERROR, NULL, "reload: %s", msg);
+    r->reloads.count++;
+    r->reloads.at_ms = now_ms ? now_ms : 1;
+    r->reloads.ok = rc == 0;
+    snprintf(r->reloads.msg, sizeof(r->reloads.msg), "%s", msg);
+    return rc;
 }
 
 /* ---- shutdown ----------------------------------------------------------------------------- */

@@ -19,6 +19,18 @@
 
 struct relay;
 
+/* What the relay asks of the layers above it, which it cannot call (STYLE §1: a lower layer
+ * tells an upper one through a hooks struct it is handed). */
+struct relay_hooks {
+    void *arg;
+    /* Reload the configuration file, as SIGHUP does: read it again (conf/), then relay_reload()
+     * with it. 0 with msg the outcome ("configuration reloaded: ..."), or a negative errno with
+     * msg saying why nothing changed ("relay.conf:14: route \"x\": unknown broker \"y\";
+     * keeping the running configuration"). Called from the event loop; relay_request_reload()
+     * is the only caller. NULL: the relay cannot reload (-ENOTSUP). */
+    int (*reload)(void *arg, uint64_t now_ms, char *msg, size_t msglen);
+};
+
 /* What the relay is given besides its configuration: no clock or randomness is read below
  * main and io, so they come in here (and as now_ms arguments after). */
 struct relay_env {
@@ -27,6 +39,7 @@ struct relay_env {
     uint64_t now_ms;        /* the transport's monotonic clock, now */
     int64_t wall_offset_ms; /* wall clock minus that clock (spooled records carry wall times) */
     uint64_t seed;          /* reconnect jitter: any value */
+    struct relay_hooks hooks;
 };
 
 /* Builds the running relay from cfg (kept by pointer: it must outlive r, or be replaced by
@@ -50,8 +63,15 @@ bool relay_overdue(const struct relay *r, uint64_t now_ms);
  * (their queued messages kept); new brokers connect. A change that needs a restart (a broker
  * removed, its version, connections, receive_maximum or spool changed, relay.id or metrics
  * changed) is refused: -EINVAL with err, nothing changed. On 0, r uses ncfg (the caller frees
- * the old configuration after the call, and keeps ncfg alive). */
+ * the old configuration after the call, and keeps ncfg alive) and err holds the outcome
+ * ("configuration reloaded: 3 routes (...)", also logged). */
 int relay_reload(struct relay *r, const struct relay_config *ncfg, uint64_t now_ms, char *err,
                  size_t errlen);
+
+/* Reload the file (SIGHUP, POST /-/reload; by says which, for the log): hooks.reload, its
+ * outcome logged and kept for the status API (relay.reload). Returns what the hook returned,
+ * with msg its message. */
+int relay_request_reload(struct relay *r, const char *by, uint64_t now_ms, char *msg,
+                         size_t msglen);
 
 #endif

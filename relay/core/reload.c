@@ -263,6 +263,7 @@ int relay_reload(struct relay *r, const struct relay_config *ncfg, uint64_t now_
     r->n_routes = n_nroutes;
     r->cfg = ncfg;
     r->log->level = ncfg->log_level;
+    relay_log_set_format(r->log, ncfg->log_format);
     if (relay_routes_link(r) != 0 || relay_index_conns(r) != 0 || relay_scratch_init(r, ncfg) != 0)
         goto late_nomem;
 
@@ -303,10 +304,11 @@ int relay_reload(struct relay *r, const struct relay_config *ncfg, uint64_t now_
         }
     }
     relay_routes_free(oroutes, n_old_routes); /* the gone filters above pointed into them */
-    relay_log(r->log, RELAY_LOG_INFO, NULL,
-              "configuration reloaded: %zu routes (%zu unchanged, %zu new, %zu gone), "
-              "%zu new brokers, %zu connections reconnecting with new settings",
-              n_nroutes, kept, added, n_old_routes - kept, new_brokers, reconnecting);
+    snprintf(err, errlen,
+             "configuration reloaded: %zu routes (%zu unchanged, %zu new, %zu gone), "
+             "%zu new brokers, %zu connections reconnecting with new settings",
+             n_nroutes, kept, added, n_old_routes - kept, new_brokers, reconnecting);
+    relay_log(r->log, RELAY_LOG_INFO, NULL, "%s", err);
     free(map);
     free(restart);
     free(existing);

@@ -6,7 +6,7 @@
  *   link.c     one link's bytes: connect (address by address), open, read, write, close
  *   tls.c      TLS: client vhosts per file set, verification, OpenSSL over memory BIOs (mqtts)
  *   why.c      the texts that explain a failed connect
- *   http.c     the HTTP listener (relay.metrics)
+ *   http.c     the HTTP listener (relay.metrics): the status page, the core's answers
  *   lwslog.c   libwebsockets' own log lines, in ours
  *
  * Written against libwebsockets 4.1.6 (Debian 12), whose API differs from today's upstream.
@@ -201,6 +201,11 @@ int io_probe_errno(const struct link *l);
 
 int io_http_listen(struct relay_transport *t, const struct relay_transport_opts *o, char *err,
                    size_t errlen);
+/* The status page, io/status.html, and the Content-Security-Policy header it is served with:
+ * io_status_page.c, written into the build directory by io/embed_page.cmake. */
+extern const unsigned char io_status_page[];
+extern const size_t io_status_page_len;
+extern const char io_status_page_csp[];
 
 /* ---- lwslog.c ---------------------------------------------------------------------------- */
 
@@ -208,5 +213,8 @@ void io_lws_log_emit(int level, const char *line);
 int io_lws_log_mask(enum relay_log_level level);
 void io_log(const struct relay_transport *t, enum relay_log_level level, const char *who,
             const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* The same, rate-limited (lines a remote peer can cause): see relay_log_raw_limited(). */
+void io_log_limited(const struct relay_transport *t, enum relay_log_level level, const char *who,
+                    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 #endif

@@ -1,4 +1,6 @@
-/* lwslog.c: libwebsockets' own log lines, shown in ours ("lws: ..."), and our transport's. */
+/* lwslog.c: libwebsockets' own log lines, shown in ours ("lws: ..."), and our transport's.
+ * lws' lines are rate-limited like the relay's own warnings: a remote peer (an HTTP client
+ * sending 60 KB request lines) can make lws say the same thing thousands of times. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +19,12 @@ static const char *const lws_echoes[] = {
     "use_PrivateKey_file", "problem ",
     "Private SSL key",     "lws_create_vhost:",
     "Unable to load SSL"};
+
+/* What an HTTP client can make lws say about its request: not our error, a warning. */
+static const char *const lws_peer_faults[] = {
+    "Ran out of header data space", "More hdr frags than", "header ",  "Duplicated method",
+    "Missing URI in HTTP request",  "multiple methods",    "bad role", "fragmented basic auth",
+};
 
 /* lws' emit callback has no user pointer. The level filter lives in the mask given to
  * lws_set_log_level() (set from the transport's options), so no file-static is needed here. */
@@ -46,12 +54,16 @@ void io_lws_log_emit(int level, const char *line)
                 line += 3;
         }
     }
+    for (n = 0; lv == RELAY_LOG_ERROR && n < sizeof(lws_peer_faults) / sizeof(lws_peer_faults[0]);
+         n++)
+        if (!strncmp(line, lws_peer_faults[n], strlen(lws_peer_faults[n])))
+            lv = RELAY_LOG_WARN;
     snprintf(buf, sizeof(buf), "%s", line);
     n = strlen(buf);
     while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
         buf[--n] = '\0';
     if (n)
-        relay_log_raw(lv, "lws", buf);
+        relay_log_raw_limited(relay_now_ms(), lv, "lws", buf);
 }
 
 /* ERR and WARN from warn up, everything (NOTICE, INFO: the library is built without DEBUG)
@@ -83,4 +95,18 @@ void io_log(const struct relay_transport *t, enum relay_log_level level, const c
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     relay_log_raw(level, who, msg);
+}
+
+void io_log_limited(const struct relay_transport *t, enum relay_log_level level, const char *who,
+                    const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+
+    if (level > t->log_level)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    relay_log_raw_limited(relay_now_ms(), level, who, msg);
 }

@@ -13,16 +13,6 @@
 
 #include "session/internal.h"
 
-#define SUB_PID_BASE 64512u /* SUBSCRIBE ids live above every PUBLISH id */
-#define SUB_PID_COUNT 1023u
-#define MAX_PUB_SLOTS (SUB_PID_BASE - 1u)
-#define CONNACK_TIMEOUT_MS 10000u
-#define CLOSE_FLUSH_MS 1000u
-#define RETRY_BUSY_MS 1000u
-#define DEFAULT_INFLIGHT_V3 20u
-#define RX_MIN 4096u
-#define RX_HARD_CAP (16u * 1024u * 1024u) /* deferred PUBLISHes past this: reconnect */
-
 /* ---- small helpers ---------------------------------------------------------------------- */
 
 int sess_grow(uint8_t **buf, size_t *cap, size_t need)

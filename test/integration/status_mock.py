@@ -99,14 +99,16 @@ def log_lines(n, down_after):
             ev.append((t, "WARN", LAB + "#0", "connect to mqtt://lab.example:1883 failed: "
                        "connection refused, retry in 1.0s"))
     ev.sort(key=lambda e: e[0])
-    return [{"ts": iso(START + t), "level": lv, "who": who, "msg": msg}
+    return [{"ts": iso(START + t), "level": lv, "who": who, "msg": msg,
+             "repeated": 3 if msg == HOSTILE_LOG[1] and t % 8 == 3 else 0}
             for t, lv, who, msg in ev[-50:]]
 
 
 def conn(index, client_id, url, up, n, since=2, reconnects=0, err=None, state_down="waiting",
          inflight=0, limit=20, **extra):
     c = {
-        "index": index, "client_id": client_id, "state": "up" if up else state_down, "url": url,
+        "index": index, "client_id": client_id, "state": "up" if up else state_down,
+        "state_since": iso(since if up else START + n - 1), "url": url,
         "up_since": iso(since) if up else None,
         "connected_seconds": float(START + n - since) if up else 0.0,
         "reconnects": reconnects, "last_error": err,
@@ -160,8 +162,10 @@ def fixture(n, down_after=DOWN_AFTER):
     }
     brokers = [edge, cloud, lab]
     for b in brokers:
+        b["tls_cert_expiry"] = None
         b["connections"] = len(b["conns"])
-        b["connections_up"] = sum(1 for c in b["conns"] if c["state"] == "up")
+        # up as the relay counts it: CONNACK received, not closing
+        b["connections_up"] = sum(1 for c in b["conns"] if c["state"] in ("up", "subscribing"))
     healthy = all(b["connections_up"] > 0 for b in brokers)
 
     def drops(**kw):

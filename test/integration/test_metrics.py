@@ -15,7 +15,7 @@ Every metric SPEC names has its # HELP and # TYPE lines; the content type is Pro
 
 /healthz: 200; B SIGKILLed -> 503 (bounded wait), connection_up{B} 0; B restarted on its port ->
 200 again, reconnects_total{B} 1 (A's still 0), and traffic crosses again with the counters
-following it. Any other path -> 404; other methods are not served (404 or 405); a request that
+following it. Any other path (but / and /api/v1/status, issue 17) -> 404; other methods are not served (404 or 405); a request that
 is not HTTP changes nothing.
 """
 import sys
@@ -159,7 +159,8 @@ def run(t):
 
     t.section("/healthz and other paths")
     t.check(health(mport) == 200, "GET /healthz: 200 with both brokers up")
-    for path in ("/", "/metric", "/metricsx", "/healthz/x", "/favicon.ico", "/metrics/../x"):
+    # "/" is the status page (issue 17: test_status_page.py, test_status_api.py)
+    for path in ("/metric", "/metricsx", "/healthz/x", "/favicon.ico", "/metrics/../x"):
         st = rt.http_get(mport, path)[0]
         t.check(st == 404, "GET %s: 404 (got %s)" % (path, st))
     for method in ("POST", "PUT", "DELETE"):

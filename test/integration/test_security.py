@@ -151,6 +151,15 @@ def section_a(t):
     except OSError as e:
         body = str(e)
     t.check(status == 200, "GET /metrics")
+    api = ""
+    try:  # the status API and page (issue 17) show the brokers, never their passwords
+        for path in ("/api/v1/status", "/"):
+            with urllib.request.urlopen("http://127.0.0.1:%d%s" % (metrics_port, path),
+                                        timeout=5) as r:
+                api += r.read().decode()
+    except OSError as e:
+        api += str(e)
+    t.check('"brokers"' in api and "<!doctype html>" in api, "GET /api/v1/status and GET /")
     for c in (sub5, subp, pubp, pub3):
         c.stop()
     relay.stop()
@@ -166,6 +175,8 @@ def section_a(t):
             "found: %s" % found)
     found = leaks(body, pw)
     t.check(not found, "no password in /metrics", "found: %s" % found)
+    found = leaks(api, pw)
+    t.check(not found, "no password in /api/v1/status or the status page", "found: %s" % found)
     rc, out, err = check_with_pwfile(t, relay.text, pw["auth3"])
     t.check(rc == 0, "--check accepts the file (exit %d)" % rc, err[-2000:])
     found = leaks(out + err, pw)

@@ -327,7 +327,8 @@ SNAPSHOT_JS = r"""(() => {
       out: poly(r.querySelector('polyline[data-series=out]'))})),
     log: [...document.querySelectorAll('tr[data-level]')].map(r => ({
       level: A(r, 'data-level'), who: T(r.children[2]),
-      msg: T(r.querySelector('[data-field=msg]'))})),
+      msg: T(r.querySelector('[data-field=msg]')),
+      repeated: T(r.querySelector('[data-field=repeated]'))})),
     foreign: [...document.querySelectorAll(
       'img,iframe,object,embed,b,i,a,form,input,video,audio,style:not(head>style),' +
       'link:not([rel=icon])')]
@@ -504,8 +505,8 @@ def check_against_fixture(t, snap, down_after, what):
                         and r["conn"] == str(c["index"])), None)
             t.check(row is not None, "%s: a row for %r#%d" % (what, b["name"], c["index"]))
             f = row["f"]
-            ok = (row["state"] == c["state"] and row["up"] == ("true" if c["state"] == "up"
-                                                               else "false")
+            up = c["state"] in ("up", "subscribing")  # as the relay counts connections_up
+            ok = (row["state"] == c["state"] and row["up"] == ("true" if up else "false")
                   and c["state"] in f["state"] and f["url"] == c["url"]
                   and f["reconnects"] == fmt_int(c["reconnects"])
                   and f["window"].startswith("%d / %d" % (c["inflight"], c["inflight_limit"])))
@@ -562,6 +563,11 @@ def check_against_fixture(t, snap, down_after, what):
             == [(x["level"], x["who"], x["msg"]) for x in want_log],
             "%s: the %d log lines, newest first, text for text" % (what, len(want_log)),
             "first shown %s, expected %s" % (snap["log"][:1], want_log[:1]))
+    t.check([bool(x["repeated"]) and str(w["repeated"]) in x["repeated"]
+             for x, w in zip(snap["log"], want_log)]
+            == [w["repeated"] > 0 for w in want_log],
+            "%s: lines the rate limiter repeated say how many (%d of them)"
+            % (what, sum(1 for w in want_log if w["repeated"])))
     return n, fx
 
 

@@ -9,6 +9,10 @@ relay_unit_test(test_spool LIBS relay_store)
 relay_unit_test(test_tree LIBS relay_route)
 relay_unit_test(test_batch LIBS relay_core)
 relay_unit_test(test_rtt LIBS relay_session)
+# issue 17: the status API and POST /-/reload (core), the log's formats and ring (util)
+relay_unit_test(test_status ${CMAKE_CURRENT_LIST_DIR}/fake_io.c ${CMAKE_CURRENT_LIST_DIR}/mini_json.c
+                LIBS relay_core relay_conf)
+relay_unit_test(test_log ${CMAKE_CURRENT_LIST_DIR}/mini_json.c LIBS relay_util)
 
 # The core runs without the transport: test_relay and test_session link no libwebsockets
 # symbol (STYLE.md §6: time and randomness come in as arguments, the io table is the seam).
@@ -16,7 +20,7 @@ find_program(RELAY_NM NAMES nm llvm-nm)
 if(RELAY_NM)
   add_test(NAME layers.core_without_lws
            COMMAND ${CMAKE_COMMAND} -DNM=${RELAY_NM}
-                   -DBINARIES=$<TARGET_FILE:test_relay>$<SEMICOLON>$<TARGET_FILE:test_session>
+                   -DBINARIES=$<TARGET_FILE:test_relay>$<SEMICOLON>$<TARGET_FILE:test_session>$<SEMICOLON>$<TARGET_FILE:test_status>
                    -P ${CMAKE_CURRENT_LIST_DIR}/no_lws.cmake)
   set_tests_properties(layers.core_without_lws PROPERTIES LABELS unit)
 endif()

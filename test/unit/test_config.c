@@ -1040,6 +1040,61 @@ static void test_nul_byte(void **state)
     assert_string_equal(err, "relay.conf:2: the file contains a NUL byte");
 }
 
+/* ---- issue 17: log_format, admin_token ----------------------------------------------------- */
+
+#define ONE_BROKER "brokers = ( { name = \"edge\"; url = \"mqtt://h\"; } );\n"
+
+static void test_log_format_and_admin_token(void **state)
+{
+    (void)state;
+    struct relay_config cfg;
+    char err[512], want[PATH_MAX + 200], dir[PATH_MAX];
+
+    load_ok(ONE_BROKER, &cfg);
+    assert_int_equal(cfg.log_format, RELAY_LOG_TEXT);
+    assert_null(cfg.admin_token);
+    relay_config_cleanup(&cfg);
+    load_ok("relay: { log_format = \"json\"; admin_token = \"abcdefghijklmnop0123-._~+/==\"; "
+            "};\n" ONE_BROKER,
+            &cfg);
+    assert_int_equal(cfg.log_format, RELAY_LOG_JSON);
+    assert_string_equal(cfg.admin_token, "abcdefghijklmnop0123-._~+/==");
+    assert_int_equal(cfg.admin_token_len, 28);
+    relay_config_cleanup(&cfg);
+    expect_error("relay: { log_format = \"yaml\"; };\n" ONE_BROKER,
+                 "relay.conf:1: relay.log_format \"yaml\" is not one of text, json");
+    /* a token that is too short or not token68: refused without quoting it */
+    expect_error("relay: {\n admin_token = \"short-Secret\"; };\n" ONE_BROKER,
+                 "relay.conf:2: relay.admin_token: the token must be 16 to 4096 characters of A-Z "
+                 "a-z 0-9 - . _ ~ + / (then '=' padding), e.g. from \"openssl rand -hex 32\"");
+    expect_error("relay: { admin_token = \"a Secret with spaces 0123456789\"; };\n" ONE_BROKER,
+                 "relay.conf:1: relay.admin_token: the token must be 16 to 4096 characters of A-Z "
+                 "a-z 0-9 - . _ ~ + / (then '=' padding), e.g. from \"openssl rand -hex 32\"");
+    expect_error(
+        "relay: { admin_token = \"0123456789abcdef0\";\n admin_token_file = \"t\"; };\n" ONE_BROKER,
+        "relay.conf:2: relay.admin_token and relay.admin_token_file are exclusive: give one");
+    /* the file: like a password_file (private, one trailing newline ignored) */
+    assert_non_null(getcwd(dir, sizeof(dir)));
+    write_file("tok", "0123456789abcdef0123456789abcdef\n", 0640);
+    write_file("relay.conf", "relay: { admin_token_file = \"tok\"; };\n" ONE_BROKER, 0644);
+    assert_int_equal(relay_config_load("relay.conf", &cfg, err, sizeof(err)), -EINVAL);
+    snprintf(want, sizeof(want),
+             "relay.conf:1: relay.admin_token_file \"tok\" (%s/tok): permissions 0640, must not "
+             "be accessible by group or others (chmod 600)",
+             dir);
+    assert_string_equal(err, want);
+    relay_config_cleanup(&cfg);
+    assert_int_equal(chmod("tok", 0600), 0);
+    load_ok("relay: { admin_token_file = \"tok\"; };\n" ONE_BROKER, &cfg);
+    assert_string_equal(cfg.admin_token, "0123456789abcdef0123456789abcdef");
+    relay_config_cleanup(&cfg);
+    write_file("tok", "0123456789\nabcdef0123456789abcdef\n", 0600);
+    write_file("relay.conf", "relay: { admin_token_file = \"tok\"; };\n" ONE_BROKER, 0644);
+    assert_int_equal(relay_config_load("relay.conf", &cfg, err, sizeof(err)), -EINVAL);
+    assert_null(strstr(err, "0123456789"));
+    relay_config_cleanup(&cfg);
+}
+
 /* ---- the --check plan ----------------------------------------------------------------------- */
 
 static void test_plan(void **state)
@@ -1055,7 +1110,11 @@ static void test_plan(void **state)
     fclose(out);
     static const char *const want[] = {
         "  id:              site-a\n",
-        "  metrics:         http://127.0.0.1:9464/metrics and /healthz\n",
+        "  metrics:         http://127.0.0.1:9464/ (status page), /api/v1/status, /metrics, "
+        "/healthz\n",
+        "  log_format:      text\n",
+        "  reload:          POST /-/reload from anyone who reaches the listener when it is on a "
+        "loopback address, else refused (set relay.admin_token)\n",
         "  connections:     4, client ids relay-a-0, relay-a-1, relay-a-2, relay-a-3\n",
         "  password:        (set)\n",
         "  max_inflight:    auto: sized from the round trip, 20..4096 (50 per ms of round "
@@ -1244,6 +1303,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_integer_literals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nul_byte, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plan, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_log_format_and_admin_token, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_state_dir, setup, teardown),
     };
