@@ -123,6 +123,7 @@ static void dest_rtt(struct relay *r, struct relay_conn *c, uint32_t rtt)
     }
     if (f->auto_mode && f->spool) {
         f->spooling = true;
+        relay_mark_feeders(r, b); /* its windows no longer pause the sources: its spool does */
         relay_log(r->log, RELAY_LOG_INFO, c->who,
                   "round trip %u ms: acknowledging messages for %s from the local spool (%s) "
                   "instead of end to end, which would bind each topic to ~%llu msg/s "
@@ -218,6 +219,7 @@ void relay_autospool_check(struct relay *r, struct relay_broker *b, uint64_t now
     if (!f->spooling || f->rtt_high || !relay_feed_empty(b))
         return;
     f->spooling = false;
+    relay_mark_feeders(r, b);
     relay_log(r->log, RELAY_LOG_INFO, f->who,
               "empty: messages for %s are acknowledged end to end again (round trip %u ms)",
               b->cfg->name, f->rtt_ms);

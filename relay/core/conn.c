@@ -413,11 +413,17 @@ static void probe_closed(struct relay_conn *p, const char *why)
 
 /* ---- sync and timers ---------------------------------------------------------------------- */
 
+/* A destination this connection feeds is over its high mark: its windows (end to end), or its
+ * spool while messages go there (what its sessions then hold is bounded by the feed budget, so
+ * a long round trip's worth of messages in flight does not pause the sources). */
 static bool feeds_over(const struct relay_conn *c)
 {
-    for (size_t k = 0; k < c->b->n_feeds; k++)
-        if (c->b->feeds[k]->n_over || c->b->feeds[k]->feed.full)
+    for (size_t k = 0; k < c->b->n_feeds; k++) {
+        const struct relay_broker *d = c->b->feeds[k];
+
+        if (d->feed.full || (d->n_over && !d->feed.spooling))
             return true;
+    }
     return false;
 }
 
