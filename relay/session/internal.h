@@ -66,6 +66,7 @@ struct relay_session {
     struct relay_window win;
     struct relay_rtt rtt; /* round trips measured (rtt.c), across links */
     uint32_t rtt_told;    /* the base round trip last told to the owner (+1; 0 = none) */
+    uint64_t rtt_ack_ms;  /* when the last PUBACK/PUBREC was sampled (one a millisecond) */
     struct relay_bucket rate_bytes, rate_msgs;
     uint64_t rate_ready_ms;  /* pacing: no PUBLISH before this */
     uint64_t retry_ready_ms; /* after a "busy" refusal: no PUBLISH before */

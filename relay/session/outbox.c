@@ -249,7 +249,10 @@ int sess_on_ack(struct relay_session *s, uint8_t type, const struct mqc_ack *a, 
         return sess_peer_error(s, 0x82, what, now_ms);
     }
     relay_msg_unlink(&s->fl_head, &s->fl_tail, m);
-    sess_rtt_sample(s, now_ms - m->sent_ms, now_ms); /* PUBLISH -> PUBACK / PUBREC */
+    if (now_ms != s->rtt_ack_ms) { /* PUBLISH -> PUBACK / PUBREC, one sample a millisecond */
+        s->rtt_ack_ms = now_ms;
+        sess_rtt_sample(s, now_ms - m->sent_ms, now_ms);
+    }
     if (a->code >= 0x80) {
         s->slots[pid - 1] = NULL;
         s->slot_state[pid - 1] = SL_FREE;
