@@ -84,6 +84,14 @@ void cfg_proxy_cleanup(struct relay_proxy_config *px);
 const char *cfg_proxy_shown(char *buf, size_t cap, const char *text);
 /* host matches one of the relay.no_proxy entries. */
 bool cfg_no_proxy_match(char *const *list, size_t n, const char *host);
+/* ---- state.c: relay.state_dir and the spools kept in it ---- */
+/* relay.state_dir, or the default chain (relay_group may be NULL). */
+int cfg_state_dir(struct ld *ld, const config_setting_t *relay_group);
+/* A broker's spool mode; *is_group when it is a group { dir; max_size; } to read. */
+int cfg_spool_mode(struct ld *ld, const config_setting_t *g, struct relay_broker_config *b,
+                   bool *is_group);
+/* After the brokers: spool.dir of the spools kept in the state directory. */
+int cfg_state_spools(struct ld *ld, const config_setting_t *list);
 
 /* ---- validate.c: the file's text, integer literals pre-scanned ---- */
 int cfg_read_text(struct ld *ld, int fd, char **text);

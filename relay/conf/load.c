@@ -94,6 +94,7 @@ static int parse_relay(struct ld *ld, const config_setting_t *root)
                                        "admin_token_file",
                                        "proxy",
                                        "no_proxy",
+                                       "state_dir",
                                        NULL};
     static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
     static const char *const formats[] = {"text", "json", NULL};
@@ -157,6 +158,8 @@ static int parse_relay(struct ld *ld, const config_setting_t *root)
         if ((rc = cfg_parse_relay_proxy(ld, g)) < 0)
             return rc;
     }
+    if ((rc = cfg_state_dir(ld, g)) < 0)
+        return rc;
     ld->kp = "";
     if (!cfg->id) {
         char host[256];
@@ -232,8 +235,10 @@ static int parse_limits(struct ld *ld, const config_setting_t *g, struct relay_b
         b->rate_messages = (uint32_t)n;
     }
     ld->kp = "";
-    if ((rc = cfg_get_group(ld, g, "spool", &s)) < 0)
+    bool spool_group;
+    if ((rc = cfg_spool_mode(ld, g, b, &spool_group)) < 0)
         return rc;
+    s = spool_group ? config_setting_get_member(g, "spool") : NULL;
     if (s) {
         ld->kp = "spool.";
         if ((rc = cfg_check_keys(ld, s, spool_keys)) < 0 ||
@@ -243,7 +248,7 @@ static int parse_limits(struct ld *ld, const config_setting_t *g, struct relay_b
             return cfg_fail(ld, s, "spool.dir is required in a spool group");
         /* Only resolved here: the spool module creates it (mode 0700). */
         if ((rc = cfg_resolve(ld, config_setting_get_member(s, "dir"), v, &b->spool.dir)) < 0 ||
-            (rc = cfg_get_int(ld, s, "max_size", 1048576, INT64_MAX, 1073741824, &n)) < 0)
+            (rc = cfg_get_int(ld, s, "max_size", 1048576, INT64_MAX, RELAY_SPOOL_MAX_SIZE, &n)) < 0)
             return rc;
         b->spool.max_size = (uint64_t)n;
     }
@@ -334,8 +339,7 @@ static int parse_broker(struct ld *ld, const config_setting_t *g, size_t idx,
         "keepalive", "clean_start", "session_expiry", "connections", "receive_maximum",
         "max_inflight", "max_packet_size", "rate_limit", "spool", "reconnect", "status_topic",
         "tls", "ack_timeout", "bridge_bit", "proxy", "tcp_keepalive", "tcp_user_timeout",
-        "bind_address",
-        "profile", "topic_aliases",
+        "bind_address", "profile", "topic_aliases", "max_inflight_cap",
         NULL};
     /* clang-format on */
     static const char *const versions[] = {"3.1", "3.1.1", "5", NULL};
@@ -383,10 +387,19 @@ static int parse_broker(struct ld *ld, const config_setting_t *g, size_t idx,
     if ((rc = cfg_get_int(ld, g, "receive_maximum", 1, 65535, 64, &n)) < 0)
         return rc;
     b->receive_maximum = (uint16_t)n;
-    if ((rc = cfg_get_int(ld, g, "max_inflight", 1, 65535, bifromq ? RELAY_BIFROMQ_INFLIGHT : 0,
-                          &n)) < 0)
+    const config_setting_t *mi = config_setting_get_member(g, "max_inflight");
+    if (mi && config_setting_type(mi) == CONFIG_TYPE_STRING) {
+        if (strcmp(config_setting_get_string(mi), "auto"))
+            return cfg_fail(ld, mi, "max_inflight must be \"auto\" or 1..65535");
+        n = 0;
+    } else if ((rc = cfg_get_int(ld, g, "max_inflight", 1, 65535,
+                                 bifromq ? RELAY_BIFROMQ_INFLIGHT : 0, &n)) < 0) {
         return rc;
+    }
     b->max_inflight = (uint16_t)n;
+    if ((rc = cfg_get_int(ld, g, "max_inflight_cap", 20, 65535, RELAY_INFLIGHT_CAP, &n)) < 0)
+        return rc;
+    b->max_inflight_cap = (uint16_t)n;
     if ((rc = cfg_get_int(ld, g, "max_packet_size", 128, 268435460, 262144, &n)) < 0)
         return rc;
     b->max_packet_size = (uint32_t)n;
@@ -474,6 +487,8 @@ static int parse_brokers(struct ld *ld, const config_setting_t *root)
         if ((rc = cfg_check_broker_dups(ld, g, i)) < 0)
             return rc;
     }
+    if ((rc = cfg_state_spools(ld, list)) < 0)
+        return rc;
     return cfg_check_client_ids(ld, list);
 }
 
@@ -809,6 +824,8 @@ void relay_config_cleanup(struct relay_config *cfg)
     for (size_t i = 0; i < cfg->n_no_proxy; i++)
         free(cfg->no_proxy[i]);
     free(cfg->no_proxy);
+    free(cfg->state_dir);
+    free(cfg->state_dir_why);
     if (cfg->admin_token)
         memset(cfg->admin_token, 0, cfg->admin_token_len);
     free(cfg->admin_token);

@@ -60,10 +60,28 @@ struct relay_proxy_config {
     size_t password_len;
 };
 
+/* spool: "auto" (the default) acknowledges from a spool in the state directory only while the
+ * destination's round trip would make end-to-end acknowledgement the bound; a group { dir }, or
+ * true (in the state directory), always spools; false never does. */
+enum relay_spool_mode { RELAY_SPOOL_AUTO = 0, RELAY_SPOOL_ALWAYS, RELAY_SPOOL_OFF };
+
 struct relay_spool_config {
-    char *dir; /* resolved path; NULL = no spool */
+    char *dir; /* resolved path; NULL = no spool (auto: no usable state directory) */
     uint64_t max_size;
+    enum relay_spool_mode mode;
 };
+
+/* spool = "auto" (core/autospool.c): spooled from a base round trip of RELAY_AUTOSPOOL_ON_MS,
+ * direct again at RELAY_AUTOSPOOL_OFF_MS once the spool is empty. RELAY_SOURCE_WINDOW: an
+ * example source window (Mosquitto's max_inflight_messages default) for the bounds we name */
+#define RELAY_SPOOL_MAX_SIZE 1073741824u /* spool.max_size default: 1 GiB */
+#define RELAY_AUTOSPOOL_ON_MS 5u
+#define RELAY_AUTOSPOOL_OFF_MS 2u
+#define RELAY_SOURCE_WINDOW 20u
+/* max_inflight "auto" toward 3.x: RELAY_INFLIGHT_PER_MS per ms of round trip (session/rtt.h),
+ * 20..max_inflight_cap (default RELAY_INFLIGHT_CAP) */
+#define RELAY_INFLIGHT_CAP 4096u
+#define RELAY_INFLIGHT_PER_MS 50u
 
 /* The 3.x bridge bit (protocol level | 0x80, Mosquitto's try_private): "auto" tries it and
  * falls back for good when the broker refuses it; true insists; false never sets it. */
@@ -96,17 +114,19 @@ struct relay_broker_config {
     char *username; /* NULL = none */
     char *password; /* NULL = none; from password or password_file */
     size_t password_len;
-    uint16_t keepalive;       /* seconds, default 60 */
-    bool clean_start;         /* default false */
-    uint32_t session_expiry;  /* seconds, default 3600 */
-    uint32_t connections;     /* default 1 */
-    uint16_t receive_maximum; /* default 64 */
-    uint16_t max_inflight;    /* 0 = default: peer's Receive Maximum (5.0) or 20 (3.x) */
-    uint32_t max_packet_size; /* default 262144 */
-    uint64_t rate_bytes;      /* bytes/s we send per connection, 0 = unlimited */
-    uint32_t rate_messages;   /* PUBLISHes/s we send per connection, 0 = unlimited */
-    uint16_t topic_aliases;   /* 5.0: topic aliases we use per connection (the broker's
-                                 maximum bounds it); default 16, 0 = none */
+    uint16_t keepalive;        /* seconds, default 60 */
+    bool clean_start;          /* default false */
+    uint32_t session_expiry;   /* seconds, default 3600 */
+    uint32_t connections;      /* default 1 */
+    uint16_t receive_maximum;  /* default 64 */
+    uint16_t max_inflight;     /* 0 = "auto": peer's Receive Maximum (5.0); 3.x: sized from the
+                                  round trip, 20..max_inflight_cap (QoS 2 within 20) */
+    uint16_t max_inflight_cap; /* "auto", 3.x: the largest window (default RELAY_INFLIGHT_CAP) */
+    uint32_t max_packet_size;  /* default 262144 */
+    uint64_t rate_bytes;       /* bytes/s we send per connection, 0 = unlimited */
+    uint32_t rate_messages;    /* PUBLISHes/s we send per connection, 0 = unlimited */
+    uint16_t topic_aliases;    /* 5.0: topic aliases we use per connection (the broker's
+                                  maximum bounds it); default 16, 0 = none */
     enum relay_profile profile;
     struct relay_spool_config spool;
     uint32_t reconnect_min_ms; /* default 250 */
@@ -158,6 +178,13 @@ struct relay_config {
     struct relay_proxy_config proxy; /* relay.proxy: every broker's default; NONE = direct */
     char **no_proxy;                 /* relay.no_proxy: hosts reached directly (see conf/link.c) */
     size_t n_no_proxy;
+    /* relay.state_dir: where automatic spools live (one sub-directory per broker). The path
+     * chosen (configured, $STATE_DIRECTORY, /var/lib/mqtt-relay, $XDG_STATE_HOME/mqtt-relay or
+     * ~/.local/state/mqtt-relay), where it came from, and why it cannot be used (NULL: it can;
+     * then spool = "auto" is off) */
+    char *state_dir;
+    const char *state_dir_from; /* static text */
+    char *state_dir_why;
     struct relay_broker_config *brokers;
     size_t n_brokers;
     struct relay_route_config *routes;

@@ -184,6 +184,7 @@ static const struct relay_session_hooks hooks = {
     .suback = hook_suback,
     .rx_full = hook_rx_full,
     .window = hook_window,
+    .rtt = relay_autospool_rtt,
 };
 
 /* ---- set-up ------------------------------------------------------------------------------ */
@@ -207,6 +208,7 @@ void relay_conn_fill_scfg(struct relay_conn *c)
         .receive_maximum = bc->receive_maximum,
         .max_packet_size = bc->max_packet_size,
         .max_inflight = bc->max_inflight,
+        .max_inflight_cap = bc->max_inflight_cap,
         .ack_timeout_ms = bc->ack_timeout_ms,
         .rate_bytes = bc->rate_bytes,
         .rate_messages = bc->rate_messages,
@@ -429,11 +431,17 @@ static void probe_closed(struct relay_conn *p, const char *why)
 
 /* ---- sync and timers ---------------------------------------------------------------------- */
 
+/* A destination this connection feeds is over its high mark: its windows (end to end), or its
+ * spool while messages go there (what its sessions then hold is bounded by the feed budget, so
+ * a long round trip's worth of messages in flight does not pause the sources). */
 static bool feeds_over(const struct relay_conn *c)
 {
-    for (size_t k = 0; k < c->b->n_feeds; k++)
-        if (c->b->feeds[k]->n_over || c->b->feeds[k]->feed.full)
+    for (size_t k = 0; k < c->b->n_feeds; k++) {
+        const struct relay_broker *d = c->b->feeds[k];
+
+        if (d->feed.full || (d->n_over && !d->feed.spooling))
             return true;
+    }
     return false;
 }
 
@@ -445,17 +453,24 @@ static bool feeds_over(const struct relay_conn *c)
 void relay_conn_sync(struct relay_conn *c, uint64_t now_ms)
 {
     struct relay *r = c->r;
-    bool pause;
+    bool pause, full;
 
     if (c->st != RELAY_CONN_OPEN || c->close_asked)
         return;
-    pause = (relay_session_rx_full(c->s) || feeds_over(c)) && !relay_session_needs_rx(c->s);
+    /* paused for held messages: reading again once a quarter of them is acknowledged, not at
+     * each acknowledgement (a Mosquitto 3.x source keeps more in flight than receive_maximum:
+     * that was a pause and a resume every five messages) */
+    full = relay_session_rx_full(c->s) || (c->rx_paused && !relay_session_rx_room(c->s));
+    pause = (full || feeds_over(c)) && !relay_session_needs_rx(c->s);
     if (pause != c->rx_paused) {
         c->rx_paused = pause;
         relay_session_set_rx_paused(c->s, pause);
         r->io->pause_rx(r->io->ctx, c, pause);
     }
-    if (!pause && relay_session_resume_rx(c->s, now_ms) < 0) {
+    /* the PUBLISHes deferred in the session are taken as slots free up, even while the socket
+     * waits for the quarter */
+    if ((!pause || (!relay_session_rx_full(c->s) && !feeds_over(c))) &&
+        relay_session_resume_rx(c->s, now_ms) < 0) {
         relay_conn_close(c);
         return;
     }

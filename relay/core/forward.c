@@ -126,7 +126,7 @@ static int forward_one(struct arrival *a, struct relay_route *rt)
         m->ref = a->ref;
         m->src_epoch = relay_session_epoch(a->src->s);
     }
-    if (rt->to->feed.spool)
+    if (rt->to->feed.spooling) /* spool = "auto" across a long round trip, or always */
         return relay_feed_put(r, rt, m, p, a->now_ms);
     relay_session_enqueue(dc->s, m, a->now_ms);
     relay_mark(dc);

@@ -132,9 +132,18 @@ struct relay_conn {
 
 /* A spooled destination broker (spoolfeed.c). */
 struct relay_feed {
-    struct relay_spool *spool; /* NULL = not spooled */
+    struct relay_spool *spool; /* NULL = not open (not spooled, or "auto" not needed yet) */
     char who[96];              /* "spool <name>" */
-    bool full;                 /* last relay_spool_full(): sources feeding it pause */
+    bool spooling;             /* new messages go into the spool (always with an explicit one) */
+    /* spool = "auto" (autospool.c): spooled while the round trip makes end-to-end
+     * acknowledgement the bound, back to direct once the spool has nothing left to hand out */
+    bool auto_mode;
+    bool rtt_high;     /* the round trip is over the threshold (hysteresis) */
+    bool rtt_said;     /* a round trip was told at least once (its first log line) */
+    bool auto_failed;  /* the spool could not be opened: direct, said once */
+    bool src_rtt_high; /* as a source: its window over this round trip was said */
+    uint32_t rtt_ms;   /* the broker's base round trip (the highest of its connections) */
+    bool full;         /* last relay_spool_full(): sources feeding it pause */
     /* messages taken while the spool was full: appended, in order, as room frees up (bounded:
      * the sources feeding this broker are paused meanwhile) */
     struct relay_msg *wait_head, *wait_tail;
@@ -329,6 +338,23 @@ uint64_t relay_feed_deadline(const struct relay *r);
 size_t relay_feed_purge_orphans(struct relay_broker *b, const struct relay_conn *src);
 /* The routes into b by key (after relay_routes_link()). 0 or -ENOMEM. */
 int relay_feed_index_routes(struct relay *r, struct relay_broker *b);
+/* Opens b's spool now (spool = "auto": when first needed). 0, or -errno with err. */
+int relay_feed_open_spool(struct relay *r, struct relay_broker *b, char *err, size_t errlen);
+/* Nothing waits to be handed out by b's spool (its journal, the wait list, the one kept aside). */
+bool relay_feed_empty(const struct relay_broker *b);
+
+/* ---- autospool.c -------------------------------------------------------------------------- */
+
+/* The session's rtt hook: connection c's base round trip changed. */
+void relay_autospool_rtt(struct relay_session *s, uint32_t base_ms, uint64_t now_ms);
+/* At start: a spool = "auto" broker with records left by an earlier run delivers them first. */
+void relay_autospool_start(struct relay *r, struct relay_broker *b);
+/* From relay_feed_run(): back to end-to-end acknowledgement once the spool is empty. */
+void relay_autospool_check(struct relay *r, struct relay_broker *b, uint64_t now_ms);
+/* At start: one WARN when spool = "auto" is off for want of a state directory. */
+void relay_autospool_check_state_dir(struct relay *r);
+/* The per-topic rate a window of w messages allows over rtt_ms (msg/s; 0 when rtt_ms is 0). */
+uint64_t relay_window_rate(uint32_t w, uint32_t rtt_ms);
 
 /* ---- netstats.c -------------------------------------------------------------------------- */
 

@@ -100,6 +100,19 @@ static double v_paused(const struct relay_conn *c)
     return c->rx_paused ? 1 : 0;
 }
 
+static double v_rtt(const struct relay_conn *c)
+{
+    return relay_rtt_smoothed(relay_session_rtt(c->s)) / 1000.0;
+}
+static double v_rtt_base(const struct relay_conn *c)
+{
+    return relay_rtt_base(relay_session_rtt(c->s)) / 1000.0;
+}
+static double v_window(const struct relay_conn *c)
+{
+    return relay_session_window_limit(c->s);
+}
+
 static void conn_metric(FILE *f, const struct relay *r, const char *name, const char *type,
                         const char *help, conn_value v)
 {
@@ -207,6 +220,18 @@ int relay_metrics_render(const struct relay *r, uint64_t now_ms, char **body, si
                 v_sent);
     conn_metric(f, r, "mqtt_relay_bytes_received_total", "counter", "Bytes read from the broker.",
                 v_received);
+    conn_metric(f, r, "mqtt_relay_round_trip_seconds", "gauge",
+                "Round trip to the broker, smoothed (CONNACK, PINGRESP, PUBACK/PUBREC).", v_rtt);
+    conn_metric(f, r, "mqtt_relay_round_trip_base_seconds", "gauge",
+                "Lowest recent round trip: what spool = auto and max_inflight auto follow.",
+                v_rtt_base);
+    conn_metric(f, r, "mqtt_relay_window_limit", "gauge",
+                "Unacknowledged PUBLISHes allowed toward the broker (max_inflight).", v_window);
+    head(f, "mqtt_relay_spool_engaged", "gauge",
+         "1 while messages for the broker are acknowledged from its spool.");
+    for (size_t i = 0; i < r->n_brokers; i++)
+        fprintf(f, "mqtt_relay_spool_engaged{broker=\"%s\"} %d\n", r->brokers[i].cfg->name,
+                r->brokers[i].feed.spooling ? 1 : 0);
     spool_metrics(f, r, now_ms);
     relay_netstats_render(f, r, now_ms);
     pace_metrics(f, r);

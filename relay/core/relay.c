@@ -145,6 +145,7 @@ void relay_free(struct relay *r)
 void relay_start(struct relay *r, uint64_t now_ms)
 {
     relay_netstats_start(r);
+    relay_autospool_check_state_dir(r);
     for (size_t i = 0; i < r->n_conns; i++)
         relay_conn_connect(r->conns[i], now_ms);
     relay_flush(r, now_ms);
@@ -181,7 +182,10 @@ void relay_flush(struct relay *r, uint64_t now_ms)
     }
     if (r->stopping)
         next = earliest(next, r->stop_deadline);
-    if (next && next != r->next_wake) {
+    /* Only an earlier deadline re-arms the timer: most move later with every packet (the
+     * keepalive counts from the last byte), and a tick that comes early finds nothing due and
+     * asks again; so a busy link re-arms nothing per packet. */
+    if (next && (!r->next_wake || next < r->next_wake)) {
         r->next_wake = next;
         r->io->wake_at(r->io->ctx, next);
     }

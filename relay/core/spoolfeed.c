@@ -16,8 +16,11 @@
 #include "core/internal.h"
 
 /* Bytes a spooled destination connection may hold in memory: enough to keep its window busy,
- * little enough that the journal, not the heap, carries a backlog. */
+ * little enough that the journal, not the heap, carries a backlog. A window sized for a long
+ * round trip (max_inflight auto) needs more: up to the window's worth of records of the size at
+ * hand, at most FEED_MAX_BYTES. */
 #define FEED_BYTES (256u * 1024u)
+#define FEED_MAX_BYTES (4u * 1024u * 1024u)
 /* QoS 0 messages arriving while this much waits for room in a full spool are dropped
  * ("qos0_overflow"), as a full window would. */
 #define WAIT_QOS0_BYTES (1024u * 1024u)
@@ -33,7 +36,7 @@ static void spool_durable(void *arg, const struct relay_spool_ack *ack)
     relay_mark(ack->src);
 }
 
-int relay_feed_open(struct relay *r, struct relay_broker *b, char *err, size_t errlen)
+int relay_feed_open_spool(struct relay *r, struct relay_broker *b, char *err, size_t errlen)
 {
     const struct relay_spool_config *sc = &b->cfg->spool;
     struct relay_spool_opts o = {
@@ -48,13 +51,37 @@ int relay_feed_open(struct relay *r, struct relay_broker *b, char *err, size_t e
     };
     int rc;
 
-    if (!sc->dir)
+    if (!sc->dir || b->feed.spool)
         return 0;
-    snprintf(b->feed.who, sizeof(b->feed.who), "spool %s", b->cfg->name);
+    o.now_ms = r->now_ms;
     rc = relay_spool_open(&o, &b->feed.spool, err, errlen);
     if (rc == 0)
         b->feed.full = relay_spool_full(b->feed.spool);
     return rc;
+}
+
+int relay_feed_open(struct relay *r, struct relay_broker *b, char *err, size_t errlen)
+{
+    const struct relay_spool_config *sc = &b->cfg->spool;
+    int rc;
+
+    snprintf(b->feed.who, sizeof(b->feed.who), "spool %s", b->cfg->name);
+    if (!sc->dir)
+        return 0;
+    if (sc->mode == RELAY_SPOOL_AUTO) {
+        b->feed.auto_mode = true;
+        relay_autospool_start(r, b); /* opened now only when an earlier run left records */
+        return 0;
+    }
+    rc = relay_feed_open_spool(r, b, err, errlen);
+    b->feed.spooling = rc == 0;
+    return rc;
+}
+
+bool relay_feed_empty(const struct relay_broker *b)
+{
+    return !b->feed.wait_head && !b->feed.next &&
+           (!b->feed.spool || !relay_spool_unread(b->feed.spool));
 }
 
 void relay_feed_close(struct relay_broker *b, uint64_t now_ms)
@@ -202,6 +229,13 @@ static uint32_t route_of(const struct relay_broker *b, uint32_t key)
                                                                     : UINT32_MAX;
 }
 
+static uint64_t feed_budget(const struct relay_conn *c, const struct relay_msg *m)
+{
+    uint64_t w = (uint64_t)relay_session_window_limit(c->s) * (m->len + 64u);
+
+    return w < FEED_BYTES ? FEED_BYTES : w > FEED_MAX_BYTES ? FEED_MAX_BYTES : w;
+}
+
 /* Moves durable records into the destination sessions, in journal order, while the connection
  * each is for is up and has room; the first that cannot go yet is kept aside (the spool hands
  * records out only once) and goes first next time. */
@@ -220,7 +254,7 @@ static void feed(struct relay_broker *b, uint64_t now_ms)
         }
         c = &b->conns[conn % b->n_conns];
         if (relay_session_state(c->s) != RELAY_SS_UP ||
-            relay_session_queued_bytes(c->s) >= FEED_BYTES) {
+            relay_session_queued_bytes(c->s) >= feed_budget(c, m)) {
             b->feed.next = m;
             b->feed.next_conn = conn;
             return;
@@ -247,6 +281,8 @@ void relay_feed_run(struct relay *r, uint64_t now_ms, bool force)
         feed(b, now_ms);
         unwait(r, b);
         check_full(r, b);
+        if (b->feed.auto_mode)
+            relay_autospool_check(r, b, now_ms);
     }
 }
 

@@ -40,7 +40,10 @@
 #include "core/batch.h"
 #include "io/transport.h"
 
-#define TX_CAP 16384u            /* bytes the core may put in one lws_write() */
+/* bytes the core may put in one lws_write(): many packets per send. With their TLS records
+ * (TX_ROOM) they stay under what lws sends at once (pt_serv_buf_size + LWS_PRE), so a write
+ * is never split by lws itself */
+#define TX_CAP (60u * 1024u)
 #define TX_ROOM (TX_CAP + 1024u) /* ... and their WebSocket and TLS framing (+ a close) */
 #define TIMEOUT_SECS                                                                               \
     10u                          /* per address: TCP connect; then each handshake (proxy, TLS,     \
@@ -129,8 +132,10 @@ struct link {
     void *wsc;     /* struct io_ws from the upgrade on (stack.c) */
     uint8_t *wire; /* bytes for the socket as they are (proxy, WebSocket without TLS) */
     size_t wire_len;
-    char why[WHY_LEN]; /* first specific failure seen (certificate, alert, ...) */
-    uint8_t *tx;       /* LWS_PRE + TX_ROOM */
+    char why[WHY_LEN];       /* first specific failure seen (certificate, alert, ...) */
+    uint8_t *tx;             /* LWS_PRE + TX_ROOM */
+    struct link *flush_next; /* t->flush: written at the end of the service round */
+    bool flush_queued;
 };
 
 struct relay_transport {
@@ -147,6 +152,11 @@ struct relay_transport {
     unsigned n_wakes;
     lws_sorted_usec_list_t sul_service; /* bounds one relay_transport_service() wait */
     struct link *links;
+    struct link *flush_head, *flush_tail; /* links with bytes to write (io_link_flush) */
+    /* armed while the flush queue is not empty: lws runs timers (the core's tick, a link's sul)
+     * before it polls, and what they queue must not wait for the poll's timeout */
+    lws_sorted_usec_list_t sul_flush;
+    bool flush_armed;
     bool destroying;
     /* read batching (relay_transport_service; the policy is core/batch.c) */
     struct relay_batch batch;
@@ -170,6 +180,12 @@ void io_link_gone(struct link *l, const char *why);
 void io_link_opened(struct link *l, struct lws *wsi);
 /* Closes the wsi from outside its callbacks (lws closes it on its next service). */
 void io_link_kill(struct link *l);
+/* Queues the link for io_link_flush() (stack.c decides when a link may be written there). */
+void io_link_queue_flush(struct link *l);
+/* Writes what the queued links have, directly: the PUBLISHes and acknowledgements a whole
+ * service round produced go out in one send per socket, with no poll() for POLLOUT first. A
+ * send the socket only partly takes is finished by lws on POLLOUT (then WRITEABLE goes on). */
+void io_link_flush(struct relay_transport *t);
 /* The io table's entries (service.c fills struct relay_io with them). */
 int io_link_connect(void *ctx, struct relay_conn *c, const struct relay_endpoint *ep);
 void io_link_want_write(void *ctx, struct relay_conn *c);

@@ -32,10 +32,31 @@ const struct lws_protocols io_link_protocols[] = {
 };
 
 static void link_attempt(struct link *l);
+static void flush_fire(lws_sorted_usec_list_t *sul);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Link bookkeeping                                                                          */
 /* ---------------------------------------------------------------------------------------- */
+
+/* Takes l off the transport's flush queue (it is being freed). */
+static void flush_unqueue(struct link *l)
+{
+    struct relay_transport *t = l->t;
+    struct link **pp = &t->flush_head, *prev = NULL;
+
+    if (!l->flush_queued)
+        return;
+    while (*pp && *pp != l) {
+        prev = *pp;
+        pp = &(*pp)->flush_next;
+    }
+    if (*pp)
+        *pp = l->flush_next;
+    if (t->flush_tail == l)
+        t->flush_tail = prev;
+    l->flush_next = NULL;
+    l->flush_queued = false;
+}
 
 struct link *io_link_of(struct lws *wsi)
 {
@@ -48,6 +69,7 @@ void io_link_free(struct link *l)
 
     lws_sul_cancel(&l->sul);
     io_resolve_cancel(l);
+    flush_unqueue(l);
     if (l->prev)
         l->prev->next = l->next;
     else
@@ -525,7 +547,7 @@ void io_link_want_write(void *ctx, struct relay_conn *c)
 
     (void)ctx;
     if (l && l->wsi && l->state == LINK_OPEN && !l->closing)
-        lws_callback_on_writable(l->wsi);
+        io_link_want_writeable(l, l->wsi);
 }
 
 void io_link_pause_rx(void *ctx, struct relay_conn *c, bool pause)
@@ -608,6 +630,69 @@ int io_link_deliver_rx(struct link *l, struct lws *wsi, const void *in, size_t l
 bool io_link_rx_allowed(const struct link *l, struct lws *wsi)
 {
     return io_link_of(wsi) == l && l->state == LINK_OPEN && !l->closing;
+}
+
+/* Writes of one flush before the rest waits for lws' WRITEABLE: bounds a flush whatever the
+ * core says it wants (60 KiB each: a full window of 1 KiB messages is a few) */
+#define FLUSH_WRITES 64u
+
+static void flush_fire(lws_sorted_usec_list_t *sul)
+{
+    struct relay_transport *t = lws_container_of(sul, struct relay_transport, sul_flush);
+
+    t->flush_armed = false;
+    io_link_flush(t);
+}
+
+void io_link_queue_flush(struct link *l)
+{
+    struct relay_transport *t = l->t;
+
+    if (l->flush_queued)
+        return;
+    l->flush_queued = true;
+    l->flush_next = NULL;
+    if (t->flush_tail)
+        t->flush_tail->flush_next = l;
+    else
+        t->flush_head = l;
+    t->flush_tail = l;
+    if (!t->flush_armed) {
+        /* queued from a timer that lws runs before its poll(): written from this one, which
+         * also keeps the poll from waiting; queued from a socket's callback, the flush after
+         * the service round comes first and disarms it */
+        t->flush_armed = true;
+        lws_sul_schedule(t->ctx, 0, &t->sul_flush, flush_fire, 0);
+    }
+}
+
+void io_link_flush(struct relay_transport *t)
+{
+    unsigned writes = 0;
+
+    while (t->flush_head) {
+        struct link *l = t->flush_head;
+        struct lws *wsi = l->wsi;
+
+        t->flush_head = l->flush_next;
+        if (!t->flush_head)
+            t->flush_tail = NULL;
+        l->flush_next = NULL;
+        l->flush_queued = false;
+        if (!wsi || io_link_of(wsi) != l || l->state == LINK_GONE || l->closing)
+            continue;
+        if (writes++ >= FLUSH_WRITES || lws_partial_buffered(wsi)) {
+            lws_callback_on_writable(wsi);
+            continue;
+        }
+        /* what WRITEABLE would do; it queues the link again when there is more */
+        if (io_stack_writeable(l, wsi) < 0)
+            io_link_kill(l); /* outside its callbacks: lws closes it on its next service */
+    }
+    if (t->flush_armed) {
+        t->flush_armed = false;
+        lws_sul_cancel(&t->sul_flush);
+    }
 }
 
 static int link_rx(struct link *l, struct lws *wsi, const void *in, size_t len)

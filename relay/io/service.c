@@ -175,6 +175,7 @@ void relay_transport_free(struct relay_transport *t)
     if (t->ctx) {
         lws_sul_cancel(&t->sul_wake);
         lws_sul_cancel(&t->sul_service);
+        lws_sul_cancel(&t->sul_flush);
         for (struct link *l = t->links; l; l = l->next)
             lws_sul_cancel(&l->sul);
         lws_context_destroy(t->ctx);
@@ -235,9 +236,7 @@ static int batch_wait(struct relay_transport *t)
     us = relay_batch_wait_us(&t->batch, t->round_packets, t->round_full);
     if (!us)
         return 0;
-    /* the writes this round asked for, and whatever else is ready, without waiting */
-    if (lws_service(t->ctx, -1) < 0)
-        return -EIO;
+    /* (the writes this round asked for went out in io_link_flush() already) */
     ts.tv_sec = 0;
     ts.tv_nsec = (long)us * 1000L;
     nanosleep(&ts, NULL); /* a signal ends it early: fine */
@@ -254,8 +253,10 @@ int relay_transport_service(struct relay_transport *t, int timeout_ms)
                          (lws_usec_t)timeout_ms * LWS_US_PER_MS);
     t->round_packets = 0;
     t->round_full = false;
+    io_link_flush(t); /* what was asked for between two services (a signal, a reload) */
     if (lws_service(t->ctx, timeout_ms == 0 ? -1 : 0) < 0)
         return -EIO;
+    io_link_flush(t); /* what this round's reads and timers produced, one send per socket */
     return batch_wait(t);
 }
 

@@ -348,10 +348,19 @@ void io_link_want_writeable(struct link *l, struct lws *wsi)
     if (io_link_of(wsi) != l || l->state == LINK_GONE ||
         (l->closing && !l->flush_close && !l->drain_close))
         return;
-    if (io_stack_has_tx(l) || l->flush_close || l->drain_close ||
-        (l->phase == PH_OPEN && l->state == LINK_OPEN && !l->open_pending &&
-         relay_core_wants_write(l->conn)))
+    if (!io_stack_has_tx(l) && !l->flush_close && !l->drain_close &&
+        !(l->phase == PH_OPEN && l->state == LINK_OPEN && !l->open_pending &&
+          relay_core_wants_write(l->conn)))
+        return;
+    /* an open link is written at the end of the service round (io_link_flush), one send for
+     * all the round produced; handshakes, a last write before a close, and a socket lws still
+     * holds unsent bytes for (it writes them first on POLLOUT) go through WRITEABLE */
+    if (l->phase != PH_OPEN || l->closing || l->flush_close || l->drain_close ||
+        lws_partial_buffered(wsi)) {
         lws_callback_on_writable(wsi);
+        return;
+    }
+    io_link_queue_flush(l);
 }
 
 /* One lws_write of what the layers queued: l->wire first (it was queued before TLS began),

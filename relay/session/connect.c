@@ -64,7 +64,6 @@ int sess_on_connack(struct relay_session *s, const struct mqc_connack *ca, uint6
     const struct relay_session_cfg *c = s->cfg;
     struct mqc_prop p;
     size_t off = 0;
-    uint32_t limit;
 
     if (ca->code != 0) {
         bool v5 = c->version == MQC_V5;
@@ -128,13 +127,7 @@ int sess_on_connack(struct relay_session *s, const struct mqc_connack *ca, uint6
             break;
         }
     }
-    limit = c->max_inflight ? c->max_inflight
-                            : (c->version == MQC_V5 ? s->peer_receive_max : DEFAULT_INFLIGHT_V3);
-    if (c->version == MQC_V5 && limit > s->peer_receive_max)
-        limit = s->peer_receive_max;
-    if (limit > MAX_PUB_SLOTS)
-        limit = MAX_PUB_SLOTS;
-    s->win.limit = limit;
+    sess_window_limits(s);
     /* topic aliases toward the broker: at most what it allows and what we were told to use (a
      * reload may have asked for more than there are entries: none is mapped now, so grow) */
     s->alias.max = c->topic_aliases < s->peer_alias_max ? c->topic_aliases : s->peer_alias_max;
@@ -166,6 +159,7 @@ int sess_on_connack(struct relay_session *s, const struct mqc_connack *ca, uint6
         }
     }
     s->hooks->up(s, s->session_present, now_ms);
+    sess_rtt_sample(s, now_ms - s->link_open_ms, now_ms); /* CONNECT -> CONNACK */
 
     if (sess_queue_subscribes(s) != 0)
         return -ENOMEM;

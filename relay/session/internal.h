@@ -28,6 +28,7 @@ enum { IN_FREE = 0, IN_WAIT, IN_DONE, IN_PUBREL };
 #define RETRY_BUSY_MAX_MS 8000u /* ... up to this */
 #define V3_ACK_FLOOR_MS 1000u   /* 3.x: the shortest round-trip timeout for a missing ack */
 #define V3_GAP_FLOOR_MS 100u    /* 3.x: ... once a later one was acknowledged */
+#define V3_ACK_BACKOFF_MAX 5u   /* 3.x: the missing-ack timeout doubles at most this often */
 #define DEFAULT_INFLIGHT_V3 20u
 #define RX_MIN 4096u
 #define RX_HARD_CAP (16u * 1024u * 1024u) /* deferred PUBLISHes past this: reconnect */
@@ -109,8 +110,11 @@ struct relay_session {
     struct relay_window win;
     struct relay_pace *pace;      /* cfg->pace, or own */
     struct relay_pace *own_pace;  /* allocated when cfg->pace is NULL */
-    struct relay_rtt rtt;         /* of acknowledgements (never of resent messages) */
-    uint64_t rtt_at;              /* when it was last sampled */
+    struct relay_rtt rtt;         /* round trips measured (rtt.c), across links */
+    uint32_t rtt_told;            /* the base round trip last told to the owner (+1; 0 = none) */
+    uint64_t rtt_ack_ms;          /* when the last PUBACK/PUBREC was sampled (one a millisecond) */
+    uint8_t ack_backoff;          /* 3.x: missing-ack timeouts in a row, no acknowledgement since
+                                     (each doubles the next wait, RFC 6298 5.5); across links */
     uint64_t rate_ready_ms;       /* pacing: no PUBLISH before this */
     uint64_t retry_ready_ms;      /* after a "busy" refusal: no PUBLISH before */
     uint32_t busy_ms;             /* the current busy back-off (0 = none yet) */
@@ -162,6 +166,11 @@ struct relay_session {
 
 /* session.c */
 int sess_grow(uint8_t **buf, size_t *cap, size_t need);
+/* A round trip of rtt_ms ended now: the estimate, the window sized from it (max_inflight auto,
+ * 3.x), and the owner told when the base round trip changed. */
+void sess_rtt_sample(struct relay_session *s, uint64_t rtt_ms, uint64_t now_ms);
+/* The window's limits from the configuration, what CONNACK said and the round trip. */
+void sess_window_limits(struct relay_session *s);
 /* Encodes pkt / a 4-byte acknowledgement at the end of the control queue. 0 or -errno. */
 int sess_ctl_put(struct relay_session *s, const struct mqc_packet *pkt);
 int sess_ctl_ack(struct relay_session *s, uint8_t type, uint16_t pid, uint8_t code);

@@ -161,7 +161,7 @@ bool sess_may_publish(const struct relay_session *s, uint64_t now_ms)
 
     if (s->state != RELAY_SS_UP || !m)
         return false;
-    if (m->qos && !relay_window_can_send(&s->win))
+    if (m->qos && !relay_window_can_send_qos(&s->win, m->qos))
         return false;
     return now_ms >= s->rate_ready_ms && now_ms >= s->retry_ready_ms;
 }
@@ -385,11 +385,11 @@ int sess_on_ack(struct relay_session *s, uint8_t type, const struct mqc_ack *a, 
             s->gap_ms = 0; /* in order again */
     }
     relay_msg_unlink(&s->fl_head, &s->fl_tail, m);
-    /* the round trip (3.x's missing-ack timeout): never from a resend (Karn), one sample a
-     * millisecond at most */
-    if (now_ms != s->rtt_at && !(m->state & MS_RESENT) && now_ms >= m->sent_ms) {
-        s->rtt_at = now_ms;
-        relay_rtt_sample(&s->rtt, now_ms - m->sent_ms);
+    s->ack_backoff = 0; /* the broker answers again */
+    /* PUBLISH -> PUBACK / PUBREC: never from a resend (Karn), one sample a millisecond */
+    if (now_ms != s->rtt_ack_ms && !(m->state & MS_RESENT) && now_ms >= m->sent_ms) {
+        s->rtt_ack_ms = now_ms;
+        sess_rtt_sample(s, now_ms - m->sent_ms, now_ms);
     }
     if (a->code >= 0x80) {
         int drop = RELAY_DROP_REJECTED;

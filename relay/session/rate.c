@@ -326,32 +326,3 @@ bool relay_pace_signal(struct relay_pace *p, enum relay_pace_signal sig, uint32_
     p->signals[sig]++;
     return true;
 }
-
-/* ---- the round trip ----------------------------------------------------------------------- */
-
-void relay_rtt_sample(struct relay_rtt *r, uint64_t ms)
-{
-    uint32_t m = ms > 3600000u ? 3600000u : (uint32_t)ms, d;
-
-    if (!r->have) {
-        r->srtt = m;
-        r->rttvar = m / 2u;
-        r->have = true;
-        return;
-    }
-    d = r->srtt > m ? r->srtt - m : m - r->srtt;
-    r->rttvar = (3u * r->rttvar + d) / 4u;
-    r->srtt = (7u * r->srtt + m) / 8u;
-}
-
-uint64_t relay_rtt_timeout(const struct relay_rtt *r, uint64_t floor_ms, uint64_t cap_ms)
-{
-    uint64_t t;
-
-    if (!r->have)
-        return cap_ms;
-    t = 2u * (uint64_t)r->srtt + 4u * (uint64_t)r->rttvar;
-    if (t < floor_ms)
-        t = floor_ms;
-    return t < cap_ms ? t : cap_ms;
-}

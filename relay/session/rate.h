@@ -121,14 +121,4 @@ bool relay_pace_take(struct relay_pace *p, uint64_t len, uint64_t now_ms, uint64
 bool relay_pace_signal(struct relay_pace *p, enum relay_pace_signal sig, uint32_t nth,
                        uint64_t sent_ms, uint64_t now_ms);
 
-/* The round trip of acknowledgements (RFC 6298's smoothed estimator, milliseconds). */
-struct relay_rtt {
-    uint32_t srtt, rttvar;
-    bool have;
-};
-void relay_rtt_sample(struct relay_rtt *r, uint64_t ms);
-/* How long an acknowledgement may take: 2 x srtt + 4 x rttvar, at least floor_ms, at most
- * cap_ms; cap_ms before the first sample. */
-uint64_t relay_rtt_timeout(const struct relay_rtt *r, uint64_t floor_ms, uint64_t cap_ms);
-
 #endif

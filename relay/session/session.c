@@ -71,6 +71,44 @@ int sess_ctl_ack(struct relay_session *s, uint8_t type, uint16_t pid, uint8_t co
     return 0;
 }
 
+void sess_window_limits(struct relay_session *s)
+{
+    const struct relay_session_cfg *c = s->cfg;
+    bool v5 = c->version == MQC_V5;
+    uint32_t limit;
+
+    if (c->max_inflight)
+        limit = c->max_inflight;
+    else if (v5)
+        limit = s->peer_receive_max;
+    else /* 3.x has no Receive Maximum: sized from the round trip, within the operator's cap */
+        limit = relay_rtt_window(relay_rtt_base(&s->rtt), DEFAULT_INFLIGHT_V3,
+                                 c->max_inflight_cap ? c->max_inflight_cap : DEFAULT_INFLIGHT_V3);
+    if (v5 && limit > s->peer_receive_max)
+        limit = s->peer_receive_max;
+    if (limit > MAX_PUB_SLOTS)
+        limit = MAX_PUB_SLOTS;
+    s->win.limit = limit ? limit : 1;
+    /* Mosquitto drops QoS 2 PUBLISHes from a 3.x client past its max_inflight_messages (20 by
+     * default) silently: an automatic window keeps QoS 2 within that */
+    s->win.limit2 = !c->max_inflight && !v5 ? DEFAULT_INFLIGHT_V3 : 0;
+}
+
+void sess_rtt_sample(struct relay_session *s, uint64_t rtt_ms, uint64_t now_ms)
+{
+    uint32_t base;
+
+    relay_rtt_sample(&s->rtt, rtt_ms, now_ms);
+    base = relay_rtt_base(&s->rtt);
+    if (s->rtt_told == base + 1u && s->rtt.samples > RELAY_RTT_TELL_FIRST)
+        return;
+    s->rtt_told = base + 1u;
+    if (!s->cfg->max_inflight && s->cfg->version != MQC_V5 && s->state >= RELAY_SS_SUBSCRIBING)
+        sess_window_limits(s);
+    if (s->hooks->rtt)
+        s->hooks->rtt(s, base, now_ms);
+}
+
 void sess_set_why(struct relay_session *s, const char *fmt, ...)
 {
     va_list ap;
@@ -135,6 +173,7 @@ int relay_session_new(const struct relay_session_cfg *cfg, const struct relay_se
     relay_window_init(&s->win, DEFAULT_INFLIGHT_V3, RELAY_WINDOW_HIGH, RELAY_WINDOW_LOW);
     if (s->own_pace)
         relay_pace_init(s->own_pace, cfg->rate_messages, cfg->rate_bytes);
+    relay_rtt_init(&s->rtt);
     relay_session_reconfigure(s, 0);
     s->next_pid = 1;
     s->peer_max_qos = 2;
@@ -310,6 +349,8 @@ static int handle(struct relay_session *s, const uint8_t *buf, size_t len, uint6
     case MQC_UNSUBACK:
         return sess_on_unsuback(s, &pkt.u.suback, now_ms);
     case MQC_PINGRESP:
+        if (s->ping_out)
+            sess_rtt_sample(s, now_ms - s->ping_sent_ms, now_ms);
         s->ping_out = false;
         return 0;
     case MQC_DISCONNECT: {
@@ -597,9 +638,16 @@ static uint64_t ping_due(const struct relay_session *s)
  * V3_ACK_FLOOR_MS), not after the whole ack_timeout, and is a verdict on our pace. */
 static uint64_t ack_wait(const struct relay_session *s)
 {
+    uint64_t cap = s->cfg->ack_timeout_ms;
+
     if (s->cfg->version == MQC_V5)
-        return s->cfg->ack_timeout_ms;
-    return relay_rtt_timeout(&s->rtt, V3_ACK_FLOOR_MS, s->cfg->ack_timeout_ms);
+        return cap;
+    /* backed off after each timeout that no acknowledgement followed: a broker that is slow
+     * (recovering from a restart, its disk loaded) is waited for longer each time, instead of
+     * being reconnected to at the same short timeout for ever */
+    uint64_t t = relay_rtt_timeout(&s->rtt, V3_ACK_FLOOR_MS, cap) << s->ack_backoff;
+
+    return t < cap ? t : cap;
 }
 
 /* When the oldest unacknowledged PUBLISH is given up on (0 = none): after ack_wait(), or at 3.x
@@ -712,6 +760,9 @@ int relay_session_tick(struct relay_session *s, uint64_t now_ms)
             bool lowered =
                 sess_pace_signal(s, gap ? RELAY_PACE_NO_ACK : RELAY_PACE_ACK_TIMEOUT, NULL, now_ms);
 
+            if (!gap && s->ack_backoff < V3_ACK_BACKOFF_MAX)
+                s->ack_backoff++;
+
             s->end = RELAY_END_PACE;
             sess_set_why(s,
                          "no acknowledgement for packet id %u within %" PRIu64
@@ -787,6 +838,11 @@ uint16_t relay_session_keepalive(const struct relay_session *s)
     return s->keepalive;
 }
 
+const struct relay_rtt *relay_session_rtt(const struct relay_session *s)
+{
+    return &s->rtt;
+}
+
 uint32_t relay_session_window_limit(const struct relay_session *s)
 {
     return s->win.limit;
@@ -805,6 +861,11 @@ bool relay_session_qos0_room(const struct relay_session *s, uint64_t bytes)
 bool relay_session_rx_full(const struct relay_session *s)
 {
     return s->rx_full;
+}
+
+bool relay_session_rx_room(const struct relay_session *s)
+{
+    return !s->rx_full && s->in_used <= s->in_cap - s->in_cap / 4u;
 }
 
 bool relay_session_drained(const struct relay_session *s)

@@ -13,6 +13,7 @@
 
 #include "mqttcodec.h"
 #include "session/rate.h"
+#include "session/rtt.h"
 #include "session/window.h"
 #include "util/log.h"
 #include "util/msg.h"
@@ -34,9 +35,12 @@ struct relay_session_cfg {
     uint16_t keepalive;
     bool clean_start;
     uint32_t session_expiry;
-    uint16_t receive_maximum; /* advertised; also the cap on held QoS 1/2 messages */
-    uint32_t max_packet_size; /* advertised; larger packets are refused */
-    uint16_t max_inflight;    /* 0 = peer's Receive Maximum (5.0) or 20 (3.x) */
+    uint16_t receive_maximum;  /* advertised; also the cap on held QoS 1/2 messages */
+    uint32_t max_packet_size;  /* advertised; larger packets are refused */
+    uint16_t max_inflight;     /* 0 = auto: the peer's Receive Maximum (5.0); for 3.x sized from
+                                  the base round trip (rtt.h) between 20 and max_inflight_cap,
+                                  QoS 2 within 20 */
+    uint16_t max_inflight_cap; /* auto, 3.x: the largest window; 0 = 20 */
     uint32_t ack_timeout_ms;
     uint64_t rate_bytes, rate_messages;
     const char *will_topic; /* status topic: Will "offline", "online" published once up */
@@ -70,6 +74,9 @@ struct relay_session_hooks {
     /* The window's byte buffer went over its high mark (+1) or back under its low mark (-1):
      * the owner pauses / resumes the sources feeding this session. */
     void (*window)(struct relay_session *s, int transition);
+    /* The base round trip (rtt.h): each of the first RELAY_RTT_TELL_FIRST samples, then each
+     * change, in ms. */
+    void (*rtt)(struct relay_session *s, uint32_t base_ms, uint64_t now_ms);
 };
 
 enum relay_session_state {
@@ -165,6 +172,8 @@ uint32_t relay_session_max_packet(const struct relay_session *s);
 uint8_t relay_session_max_qos(const struct relay_session *s);
 bool relay_session_sub_ids(const struct relay_session *s);
 uint16_t relay_session_keepalive(const struct relay_session *s);
+/* The round trip measured on this connection (kept across links: the path is the same). */
+const struct relay_rtt *relay_session_rtt(const struct relay_session *s);
 /* The window: unacknowledged PUBLISHes allowed, and the bytes queued (sent or not). */
 uint32_t relay_session_window_limit(const struct relay_session *s);
 uint64_t relay_session_queued_bytes(const struct relay_session *s);
@@ -172,6 +181,9 @@ uint64_t relay_session_queued_bytes(const struct relay_session *s);
 bool relay_session_qos0_room(const struct relay_session *s, uint64_t bytes);
 /* Held QoS 1/2 messages reached receive_maximum. */
 bool relay_session_rx_full(const struct relay_session *s);
+/* A quarter of receive_maximum is free again: a link paused for rx_full reads again from here
+ * (hysteresis: not a pause and a resume for every acknowledgement). */
+bool relay_session_rx_room(const struct relay_session *s);
 /* Nothing left that this link can still send or must hear back: no unacknowledged PUBLISH, no
  * control bytes or PUBLISH being written, nothing queued while up (shutdown's drain). */
 bool relay_session_drained(const struct relay_session *s);

@@ -5,6 +5,7 @@
 void relay_window_init(struct relay_window *w, uint32_t limit, uint64_t high, uint64_t low)
 {
     w->limit = limit ? limit : 1;
+    w->limit2 = 0;
     w->inflight = 0;
     w->queued = 0;
     w->high = high;
@@ -14,6 +15,13 @@ void relay_window_init(struct relay_window *w, uint32_t limit, uint64_t high, ui
 
 bool relay_window_can_send(const struct relay_window *w)
 {
+    return w->inflight < w->limit;
+}
+
+bool relay_window_can_send_qos(const struct relay_window *w, uint8_t qos)
+{
+    if (qos == 2 && w->limit2 && w->inflight >= w->limit2)
+        return false;
     return w->inflight < w->limit;
 }
 

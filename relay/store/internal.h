@@ -125,7 +125,10 @@ static inline void seg_file(char *out, size_t cap, uint64_t name)
 
 /* ---- segment.c: CRC32C, records ---- */
 void spool_crc_init(uint32_t t[8][256]);
+/* CRC32C of p[0..n) continuing crc: the SSE 4.2 instruction where the CPU has it, else the
+ * tables (spool_crc_sw, also what the tests compare it with). */
 uint32_t spool_crc_upd(const uint32_t t[8][256], uint32_t crc, const uint8_t *p, size_t n);
+uint32_t spool_crc_sw(const uint32_t t[8][256], uint32_t crc, const uint8_t *p, size_t n);
 bool spool_rec_parse(const struct relay_spool *sp, const uint8_t *h, uint64_t avail, struct rec *r);
 void spool_rec_write(const struct relay_spool *sp, uint8_t *h, uint64_t seq,
                      const struct relay_msg *m, uint32_t conn);

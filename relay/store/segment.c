@@ -32,7 +32,39 @@ void spool_crc_init(uint32_t t[8][256])
 }
 
 /* Continues crc (0 to start) over p[0..n). */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <nmmintrin.h>
+#define HAVE_CRC_HW 1
+/* The same CRC32C with SSE 4.2's crc32 instruction: 8 bytes a step, several times faster than
+ * the tables (a spooled message is checksummed once when written and once when read). */
+__attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t crc, const uint8_t *p, size_t n)
+{
+    uint64_t c = (uint32_t)~crc;
+
+    for (; n >= 8; p += 8, n -= 8) {
+        uint64_t v;
+
+        memcpy(&v, p, 8);
+        c = _mm_crc32_u64(c, v);
+    }
+    uint32_t c32 = (uint32_t)c;
+
+    for (; n; n--)
+        c32 = _mm_crc32_u8(c32, *p++);
+    return ~c32;
+}
+#endif
+
 uint32_t spool_crc_upd(const uint32_t t[8][256], uint32_t crc, const uint8_t *p, size_t n)
+{
+#ifdef HAVE_CRC_HW
+    if (__builtin_cpu_supports("sse4.2"))
+        return crc_hw(crc, p, n);
+#endif
+    return spool_crc_sw(t, crc, p, n);
+}
+
+uint32_t spool_crc_sw(const uint32_t t[8][256], uint32_t crc, const uint8_t *p, size_t n)
 {
     crc = ~crc;
     for (; n >= 8; p += 8, n -= 8) {

@@ -36,6 +36,7 @@
  * their delivery reports, the watermark's file, reclaiming segments, closing. segment.c holds
  * the record format, the checksums, the read buffer and the segment list; recover.c opens the
  * spool and recovers what a previous run left. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -48,7 +49,7 @@
 #define PEND_NOW (1u << 20)  /* this much pending: commit at once */
 #define PEND_MAX (8u << 20)  /* this much pending (the disk stalls): refuse appends */
 #define PEND_KEEP (2u << 20) /* buffer kept across commits; larger ones are freed */
-#define GROUP_MS 2u
+#define GROUP_MS 1u          /* at most one commit per GROUP_MS while busy; at once after a pause */
 #define RETRY_MS 1000u
 #define ACK_MS 500u
 
@@ -548,8 +549,11 @@ uint64_t relay_spool_deadline(const struct relay_spool *sp)
             d = sp->retry_at;
         else if (sp->plen >= PEND_NOW)
             d = sp->last_commit_ms;
-        else
-            d = sp->first_pend_ms + GROUP_MS;
+        else /* at once, unless a commit was made within GROUP_MS: a source that waits for
+              * its acknowledgements (a window of 20) is not kept waiting, and a busy stream
+              * still makes one fsync for many records */
+            d = sp->first_pend_ms > sp->last_commit_ms + GROUP_MS ? sp->first_pend_ms
+                                                                  : sp->last_commit_ms + GROUP_MS;
     }
     if (sp->ack_dirty && (!d || sp->ack_last_ms + ACK_MS < d))
         d = sp->ack_last_ms + ACK_MS;
@@ -575,6 +579,25 @@ void relay_spool_stats(const struct relay_spool *sp, struct relay_spool_stats *s
         st->oldest_ms = 0;
     st->fsyncs = sp->fsyncs;
     st->write_errors = sp->write_errors;
+}
+
+uint64_t relay_spool_unread(const struct relay_spool *sp)
+{
+    return sp->next_seq > sp->last_handed + 1 ? sp->next_seq - sp->last_handed - 1 : 0;
+}
+
+bool relay_spool_present(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    bool found = false;
+
+    if (!d)
+        return false;
+    while (!found && (e = readdir(d)))
+        found = !strncmp(e->d_name, "seg-", 4);
+    closedir(d);
+    return found;
 }
 
 void relay_spool_close(struct relay_spool *sp, uint64_t now_ms)

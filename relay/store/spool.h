@@ -74,9 +74,11 @@ int relay_spool_append(struct relay_spool *sp, const struct relay_msg *m, uint32
  * logging (the records stay pending and are retried at the next deadline; nothing is reported
  * durable that is not on disk). */
 int relay_spool_commit(struct relay_spool *sp, uint64_t now_ms);
-/* When commit should run next (0 = nothing pending). Group commit: a few ms after the first
- * pending append, or at once when much is pending; 1 s apart while the disk fails; also when
- * the delivery watermark is due to be saved (at most every 500 ms). */
+/* When commit should run next (0 = nothing pending). Group commit: at once after the first
+ * pending append, unless the last commit is less than a millisecond old (then a millisecond
+ * after it: one fsync for what a busy stream brought meanwhile), or at once when much is
+ * pending; 1 s apart while the disk fails; also when the delivery watermark is due to be saved
+ * (at most every 500 ms). */
 uint64_t relay_spool_deadline(const struct relay_spool *sp);
 
 /* The next durable record not yet handed out, for delivery: a malloc'ed relay_msg (spool_seq
@@ -91,5 +93,10 @@ void relay_spool_delivered(struct relay_spool *sp, uint64_t seq, uint64_t now_ms
  * broker while it is; hysteresis like a window (resumes under 90 %). */
 bool relay_spool_full(const struct relay_spool *sp);
 void relay_spool_stats(const struct relay_spool *sp, struct relay_spool_stats *st);
+/* Records appended (committed or not) that relay_spool_next() has not handed out yet. */
+uint64_t relay_spool_unread(const struct relay_spool *sp);
+/* True when dir holds segment files, e.g. left by an earlier run (an empty or missing directory
+ * does not count): the caller opens such a spool at start to deliver them. */
+bool relay_spool_present(const char *dir);
 
 #endif

@@ -34,6 +34,8 @@ import sys
 import tempfile
 import time
 
+import speed  # issue 15's sections (speed.py, beside this file)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -209,11 +211,13 @@ def mosquitto_conf(path, port, nodelay, bridges=(), version="3.1.1"):
 
 
 def relay_conf(path, a_port, b_port, version="3.1.1", recv_max=INFLIGHT, max_inflight=INFLIGHT,
-               routes=None, names=("a", "b"), ack_timeout=None, batch_wait_us=None):
+               routes=None, names=("a", "b"), ack_timeout=None, batch_wait_us=None, spool=None):
     """routes: list of (filter) strings, all from names[0] to names[1]; default ['bench/#'].
-    batch_wait_us: relay.batch_wait_us (None: the relay's default)."""
+    batch_wait_us: relay.batch_wait_us (None: the relay's default). spool: the destination's
+    spool setting (None: the default, "auto")."""
     routes = routes or ["bench/#"]
     extra = f" ack_timeout = {ack_timeout};" if ack_timeout else ""
+    dextra = extra + (f" spool = {spool};" if spool is not None else "")
     bw = f" batch_wait_us = {batch_wait_us};" if batch_wait_us is not None else ""
     with open(path, "w") as f:
         f.write(f'relay: {{ id = "bench"; log_level = "warn"; drain_timeout = 1000;{bw} }};\n')
@@ -223,7 +227,7 @@ def relay_conf(path, a_port, b_port, version="3.1.1", recv_max=INFLIGHT, max_inf
                 f'max_inflight = {max_inflight};{extra} }},\n')
         f.write(f'  {{ name = "{names[1]}"; url = "mqtt://127.0.0.1:{b_port}"; '
                 f'version = "{version}"; clean_start = true; receive_maximum = {recv_max}; '
-                f'max_inflight = {max_inflight};{extra} }}\n')
+                f'max_inflight = {max_inflight};{dextra} }}\n')
         f.write(");\nroutes = (\n")
         f.write(",\n".join(
             f'  {{ name = "r{i}"; from = "{names[0]}"; to = "{names[1]}"; filter = "{flt}"; '
@@ -297,7 +301,10 @@ class Bench:
         if taskset is not None:
             cmd = ["taskset", "-c", str(taskset)] + cmd
         log = open(os.path.join(self.tmp, "relay.log"), "ab")
-        p = spawn(cmd, stdout=subprocess.DEVNULL, stderr=log)
+        # spool = "auto" keeps spools in the state directory: one of the bench's, never the
+        # machine's (a loopback destination never spools; this keeps it so if one did)
+        env = dict(os.environ, STATE_DIRECTORY=os.path.join(self.tmp, "state"))
+        p = spawn(cmd, stdout=subprocess.DEVNULL, stderr=log, env=env)
         log.close()
         return p
 
@@ -383,7 +390,7 @@ class Bench:
 
     def run_alone(self, qos, n, size=64, routes=None, window=None, hold=False, version="3.1.1",
                   pin=True, wrap=None, settle=0.5, recv_max=None, max_inflight=None,
-                  perf_stat=None, perf_record=None):
+                  perf_stat=None, perf_record=None, spool=None):
         """fakebroker (CPU 0) <-> relay (CPU 1). Returns a dict of figures."""
         w = window or self.a.alone_window
         recv_max = recv_max or w
@@ -408,7 +415,7 @@ class Bench:
             conf = os.path.join(self.tmp, "alone.conf")
             relay_conf(conf, ps, pd, version, recv_max=recv_max, max_inflight=max_inflight,
                        routes=routes, names=("src", "dst"), ack_timeout=600000 if hold else None,
-                       batch_wait_us=self.a.batch_wait_us)
+                       batch_wait_us=self.a.batch_wait_us, spool=spool)
             relay = self.start_relay(conf, taskset=1 if pin else None, wrap=wrap)
             # the relay's own process: under taskset it is exec'ed in place; valgrind too
             rpid = relay.pid
@@ -887,8 +894,10 @@ def section_profile(b, args, out, results):
             small, big = args.cg_n // 10, args.cg_n
             for n in (small, big):
                 cg = os.path.join(args.out, f"callgrind.q{q}.n{n}.out")
+                # spool = false: under valgrind the fake destination's acknowledgements take
+                # long enough for spool = "auto" to engage; this measures the direct path
                 b.run_alone(q, n, pin=False, wrap=["valgrind", "--tool=callgrind",
-                                                    f"--callgrind-out-file={cg}"])
+                                                    f"--callgrind-out-file={cg}"], spool="false")
                 tot[n], cgs[n] = callgrind_total(cg), cg
             per = (tot[big] - tot[small]) / (big - small)
             prof[f"ir_q{q}"] = per
@@ -1019,8 +1028,10 @@ def main():
     ap.add_argument("--cg-n", type=int, default=50000)
     ap.add_argument("--perf-n", type=int, default=3000000)
     ap.add_argument("--top", type=int, default=25)
+    speed.add_args(ap)  # issue 15: tls, mqtt5, wan, syscalls
     ap.add_argument("--sections",
-                    default="paths,latency,nagle,batching,alone,routes,rss,profile")
+                    default="paths,latency,nagle,batching,alone,routes,rss,profile," +
+                    speed.SECTIONS)
     ap.add_argument("--out", default=None, help="directory for the report and raw results")
     ap.add_argument("--bifromq-n", type=int, default=2000,
                     help="bifromq section (not in the default list: --sections bifromq): "
@@ -1036,6 +1047,7 @@ def main():
     args.paths = [p for p in args.paths.split(",") if p]
     args.qos = [int(x) for x in args.qos.split(",")]
     args.sizes = [int(x) for x in args.sizes.split(",")]
+    speed.fix_args(args)
     sections = set(args.sections.split(","))
     if args.render:
         with open(args.render) as f:
@@ -1101,6 +1113,7 @@ def main():
         if "bifromq" in sections:  # bench_bifromq.py (issue 12)
             import bench_bifromq
             bench_bifromq.section(b, args, out, results, sys.modules[__name__])
+        speed.run_sections(b, args, out, results, sections)
     finally:
         with open(os.path.join(args.out, "results.json"), "w") as f:
             json.dump(results, f, indent=1, default=str)

@@ -394,6 +394,9 @@ class Relay:
             ef.write(marker)
             ef.flush()
             e = dict(os.environ)
+            # spool = "auto" (the default) keeps its spools in the state directory: each relay
+            # of a test gets its own (kept across its restarts), never the machine's
+            e["STATE_DIRECTORY"] = os.path.join(self.dir, "state")
             e.update(env or self.env or {})
             self.proc = subprocess.Popen(
                 list(self.wrapper or []) + [self.t.relay_bin, "-c", self.conf_path] +

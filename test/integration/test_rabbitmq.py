@@ -396,9 +396,13 @@ class RabbitTest:
         for what, got in (("Mosquitto -> RabbitMQ", nums(self.sub_r, b"m2r/a/s/")),
                           ("RabbitMQ -> Mosquitto", nums(self.sub_m, b"r2m/a/s/"))):
             missing = sorted(set(range(STREAM)) - set(got))
+            # on failure, what the relay said about the link (the log tail may be cut short)
+            said = [l for l in self.relay.log_lines()
+                    if " r311#0: " in l and " DEBUG " not in l][-15:]
             t.check(not missing, "%s: all %d QoS 1 messages arrive (%d duplicates)"
                     % (what, STREAM, len(got) - len(set(got))),
-                    "%d missing, e.g. %s" % (len(missing), missing[:10]))
+                    "%d missing, e.g. %s; the relay on r311:\n     %s"
+                    % (len(missing), missing[:10], "\n     ".join(said)))
         resumed = [l for l in self.relay.log_lines() if " r311#0: connected to " in l]
         t.check(len(resumed) >= 2 and "session resumed" in resumed[-1],
                 "RabbitMQ kept the relay's session across the SIGKILL (session resumed)",

@@ -9,6 +9,7 @@ relay_unit_test(test_mosquitto LIBS relay_conf)
 relay_unit_test(test_spool LIBS relay_store)
 relay_unit_test(test_tree LIBS relay_route)
 relay_unit_test(test_batch LIBS relay_core)
+relay_unit_test(test_rtt LIBS relay_session)
 # issue 17: the status API and POST /-/reload (core), the log's formats and ring (util)
 relay_unit_test(test_status ${CMAKE_CURRENT_LIST_DIR}/fake_io.c ${CMAKE_CURRENT_LIST_DIR}/mini_json.c
                 LIBS relay_core relay_conf)

@@ -57,10 +57,16 @@ static void wait_grows_with_packets_up_to_the_limit(void **st)
     relay_batch_init(&b, 300);
     step(&b, &run, &wait, 1000000, 0);
     step(&b, &run, &wait, 1000000, 1000000);
-    assert_int_equal(relay_batch_wait_us(&b, 5, false), 100);
-    assert_int_equal(relay_batch_wait_us(&b, 14, false), 280);
-    assert_int_equal(relay_batch_wait_us(&b, 15, false), 300);
+    /* RELAY_BATCH_US_PER_PACKET (50) a packet, up to the limit */
+    assert_int_equal(relay_batch_wait_us(&b, 1, false), 50);
+    assert_int_equal(relay_batch_wait_us(&b, 5, false), 250);
+    assert_int_equal(relay_batch_wait_us(&b, 6, false), 300);
     assert_int_equal(relay_batch_wait_us(&b, 1000, false), 300);
+    relay_batch_init(&b, 1000);
+    step(&b, &run, &wait, 1000000, 0);
+    step(&b, &run, &wait, 1000000, 1000000);
+    assert_int_equal(relay_batch_wait_us(&b, 19, false), 950);
+    assert_int_equal(relay_batch_wait_us(&b, 20, false), 1000);
 }
 
 static void contention_has_hysteresis(void **st)

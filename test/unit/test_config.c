@@ -42,6 +42,10 @@ static int setup(void **state)
     assert_non_null(mkdtemp(s->dir));
     assert_non_null(getcwd(s->old, sizeof(s->old)));
     assert_int_equal(chdir(s->dir), 0);
+    /* the state directory (spool = "auto") is the scratch one unless a test says otherwise */
+    char sd[128];
+    snprintf(sd, sizeof(sd), "%s/state", s->dir);
+    assert_int_equal(setenv("STATE_DIRECTORY", sd, 1), 0);
     *state = s;
     return 0;
 }
@@ -299,10 +303,18 @@ static void test_defaults(void **state)
     assert_int_equal(b->connections, 1);
     assert_int_equal(b->receive_maximum, 64);
     assert_int_equal(b->max_inflight, 0);
+    assert_int_equal(b->max_inflight_cap, RELAY_INFLIGHT_CAP);
     assert_int_equal(b->max_packet_size, 262144);
     assert_int_equal(b->rate_bytes, 0);
     assert_int_equal(b->rate_messages, 0);
-    assert_null(b->spool.dir);
+    /* spool = "auto" in <state dir>/<name>, the state dir from $STATE_DIRECTORY (setup) */
+    assert_int_equal(b->spool.mode, RELAY_SPOOL_AUTO);
+    assert_string_equal(cfg.state_dir_from, "$STATE_DIRECTORY");
+    assert_null(cfg.state_dir_why);
+    char sdir[300];
+    snprintf(sdir, sizeof(sdir), "%s/a", cfg.state_dir);
+    assert_string_equal(b->spool.dir, sdir);
+    assert_int_equal(b->spool.max_size, RELAY_SPOOL_MAX_SIZE);
     assert_int_equal(b->reconnect_min_ms, 250);
     assert_int_equal(b->reconnect_max_ms, 30000);
     assert_int_equal(b->ack_timeout_ms, 20000);
@@ -320,6 +332,83 @@ static void test_defaults(void **state)
     assert_int_equal(r->retain, RELAY_RETAIN_KEEP);
     assert_int_equal(r->properties, RELAY_PROPS_FORWARD);
     relay_config_cleanup(&cfg);
+}
+
+/* relay.state_dir and the spool modes: "auto" and true in <state dir>/<name>, false none, a
+ * group its own dir; an unusable state dir turns "auto" off and refuses true. */
+static void test_state_dir(void **state)
+{
+    struct scratch *sc = *state;
+    struct relay_config cfg;
+    char want[300];
+
+    (void)sc;
+    load_ok("relay: { id = \"x\"; state_dir = \"st\"; };\n"
+            "brokers = (\n"
+            "  { name = \"a\"; url = \"mqtt://h\"; },\n"
+            "  { name = \"b\"; url = \"mqtt://h\"; spool = true; },\n"
+            "  { name = \"c\"; url = \"mqtt://h\"; spool = false; },\n"
+            "  { name = \"d\"; url = \"mqtt://h\"; spool = \"auto\"; max_inflight = \"auto\"; },\n"
+            "  { name = \"e\"; url = \"mqtt://h\"; spool = { dir = \"/tmp/e-spool\"; }; }\n"
+            ");\n",
+            &cfg);
+    assert_string_equal(cfg.state_dir_from, "relay.state_dir");
+    snprintf(want, sizeof(want), "%s/st", cfg.dir);
+    assert_string_equal(cfg.state_dir, want);
+    assert_null(cfg.state_dir_why); /* not there yet, but its parent can be written */
+    snprintf(want, sizeof(want), "%s/st/a", cfg.dir);
+    assert_string_equal(cfg.brokers[0].spool.dir, want);
+    assert_int_equal(cfg.brokers[0].spool.mode, RELAY_SPOOL_AUTO);
+    snprintf(want, sizeof(want), "%s/st/b", cfg.dir);
+    assert_string_equal(cfg.brokers[1].spool.dir, want);
+    assert_int_equal(cfg.brokers[1].spool.mode, RELAY_SPOOL_ALWAYS);
+    assert_null(cfg.brokers[2].spool.dir);
+    assert_int_equal(cfg.brokers[2].spool.mode, RELAY_SPOOL_OFF);
+    assert_int_equal(cfg.brokers[3].spool.mode, RELAY_SPOOL_AUTO);
+    assert_int_equal(cfg.brokers[3].max_inflight, 0);
+    assert_string_equal(cfg.brokers[4].spool.dir, "/tmp/e-spool");
+    assert_int_equal(cfg.brokers[4].spool.mode, RELAY_SPOOL_ALWAYS);
+    relay_config_cleanup(&cfg);
+
+    /* a state directory that cannot be written: "auto" is off (no dir), with the reason */
+    assert_int_equal(mkdir("ro", 0500), 0);
+    if (access("ro", W_OK) == 0) { /* root writes anyway: a file where the directory would be */
+        assert_int_equal(rmdir("ro"), 0);
+        write_file("ro", "not a directory\n", 0644);
+    }
+    load_ok("relay: { id = \"x\"; state_dir = \"ro/deeper\"; };\n"
+            "brokers = ( { name = \"a\"; url = \"mqtt://h\"; } );\n",
+            &cfg);
+    assert_non_null(cfg.state_dir_why);
+    assert_null(cfg.brokers[0].spool.dir);
+    assert_int_equal(cfg.brokers[0].spool.mode, RELAY_SPOOL_AUTO);
+    relay_config_cleanup(&cfg);
+    char err[512];
+    write_file("relay.conf",
+               "relay: { id = \"x\"; state_dir = \"ro/deeper\"; };\n"
+               "brokers = ( { name = \"a\"; url = \"mqtt://h\";\n"
+               "  spool = true; } );\n",
+               0644);
+    assert_int_equal(relay_config_load("relay.conf", &cfg, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "relay.conf:3: broker \"a\": spool = true keeps the spool in the "
+                                "state directory "));
+    assert_non_null(strstr(err, "which cannot be used"));
+
+    /* systemd's $STATE_DIRECTORY (the first of a list) */
+    assert_int_equal(setenv("STATE_DIRECTORY", "/srv/one:/srv/two", 1), 0);
+    load_ok("brokers = ( { name = \"a\"; url = \"mqtt://h\"; } );\n", &cfg);
+    assert_string_equal(cfg.state_dir, "/srv/one");
+    assert_string_equal(cfg.state_dir_from, "$STATE_DIRECTORY");
+    relay_config_cleanup(&cfg);
+
+    /* an explicit spool.dir where another broker keeps its automatic one */
+    assert_int_equal(setenv("STATE_DIRECTORY", "/srv/state", 1), 0);
+    expect_error("brokers = (\n"
+                 "  { name = \"a\"; url = \"mqtt://h\"; spool = { dir = \"/srv/state/b\"; }; },\n"
+                 "  { name = \"b\"; url = \"mqtt://h\"; }\n"
+                 ");\n",
+                 "relay.conf:2: broker \"a\": spool.dir /srv/state/b is also where broker \"b\" "
+                 "keeps its spool in the state directory");
 }
 
 static void test_spool_default_size(void **state)
@@ -451,7 +540,18 @@ static void test_types_and_ranges(void **state)
                  "relay.conf:3: broker \"edge\": reconnect.max = 400 must be at least "
                  "reconnect.min (500)");
     expect_error(BROKER("spool = \"x\";"),
-                 "relay.conf:3: broker \"edge\": spool must be a group { ... }, not a string");
+                 "relay.conf:3: broker \"edge\": spool must be \"auto\", true, false or a group "
+                 "{ dir = \"...\"; max_size = ...; }");
+    expect_error(BROKER("spool = 1;"),
+                 "relay.conf:3: broker \"edge\": spool must be \"auto\", true, false or a group "
+                 "{ dir = \"...\"; max_size = ...; }");
+    expect_error(BROKER("max_inflight = \"many\";"),
+                 "relay.conf:3: broker \"edge\": max_inflight must be \"auto\" or 1..65535");
+    expect_error(BROKER("max_inflight_cap = 10;"),
+                 "relay.conf:3: broker \"edge\": max_inflight_cap = 10 is out of range "
+                 "(20..65535)");
+    expect_error("relay: { state_dir = \"\"; };\n",
+                 "relay.conf:1: relay.state_dir must not be empty");
     expect_error(BROKER("status_topic = \"a/+/b\";"),
                  "relay.conf:3: broker \"edge\": status_topic \"a/+/b\" is not a valid topic "
                  "name (no '+' or '#', not empty)");
@@ -1017,7 +1117,13 @@ static void test_plan(void **state)
         "loopback address, else refused (set relay.admin_token)\n",
         "  connections:     4, client ids relay-a-0, relay-a-1, relay-a-2, relay-a-3\n",
         "  password:        (set)\n",
-        "  max_inflight:    20\n",
+        "  max_inflight:    auto: sized from the round trip, 20..4096 (50 per ms of round "
+        "trip),\n                   QoS 2 at most 20\n",
+        "  state_dir:       ",
+        "  acknowledged:    end to end; from the spool of edge while its round trip is 5 ms or "
+        "more\n",
+        "  source window:   what edge lets out unacknowledged (its own limit; 20 would allow\n"
+        "                   ~1000 / ~400 / ~200 msg/s per topic at 20 / 50 / 100 ms to edge)\n",
         ("\nroute cmd-down: bifromq -> edge\n"
          "  subscribe:       $oshare/relay/factory/+/cmd/# QoS 2 on bifromq#0..bifromq#3 (all 4 "
          "connections)\n"
@@ -1291,6 +1397,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_log_format_and_admin_token, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_profile_bifromq, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_state_dir, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -408,24 +408,6 @@ static void late_wakeups_made_up(void **st)
     free(p);
 }
 
-static void rtt_estimate(void **st)
-{
-    struct relay_rtt r = {0};
-
-    (void)st;
-    assert_int_equal(relay_rtt_timeout(&r, 1000, 20000), 20000); /* no sample yet */
-    relay_rtt_sample(&r, 100);
-    assert_int_equal(r.srtt, 100);
-    assert_int_equal(r.rttvar, 50);
-    assert_int_equal(relay_rtt_timeout(&r, 100, 20000), 400);
-    for (int i = 0; i < 100; i++)
-        relay_rtt_sample(&r, 2);
-    assert_true(r.srtt <= 3);
-    assert_int_equal(relay_rtt_timeout(&r, 1000, 20000), 1000); /* the floor */
-    relay_rtt_sample(&r, 5000000);                              /* absurd samples are clamped */
-    assert_int_equal(relay_rtt_timeout(&r, 1000, 20000), 20000);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -438,7 +420,6 @@ int main(void)
         cmocka_unit_test(additive_increase_and_probe),
         cmocka_unit_test(lower_pace_takes_effect),
         cmocka_unit_test(late_wakeups_made_up),
-        cmocka_unit_test(rtt_estimate),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

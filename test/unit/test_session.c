@@ -24,6 +24,8 @@ struct rec {
     int done_ok, done_drop[RELAY_DROP__COUNT];
     int rx_full_on, rx_full_off;
     int window_over, window_under;
+    int rtt_calls;
+    uint32_t rtt_base;
     int subacks_refused;
 };
 
@@ -88,8 +90,16 @@ static void h_window(struct relay_session *s, int t)
         R.window_under++;
 }
 
-static const struct relay_session_hooks HOOKS = {h_up,     h_publish, h_done,
-                                                 h_suback, h_rx_full, h_window};
+static void h_rtt(struct relay_session *s, uint32_t base_ms, uint64_t now_ms)
+{
+    (void)s;
+    (void)now_ms;
+    R.rtt_calls++;
+    R.rtt_base = base_ms;
+}
+
+static const struct relay_session_hooks HOOKS = {h_up,      h_publish, h_done, h_suback,
+                                                 h_rx_full, h_window,  h_rtt};
 
 static struct relay_log LOG;
 
@@ -488,6 +498,96 @@ static void window_follows_receive_maximum(void **st)
     fx_free(f);
 }
 
+/* Round trips: CONNECT -> CONNACK, PUBLISH -> PUBACK and PINGREQ -> PINGRESP are measured; a
+ * 3.x session with max_inflight "auto" sizes its window from the base round trip (50 per ms,
+ * 20..max_inflight_cap) and keeps QoS 2 within 20; a fixed max_inflight stays fixed. */
+static void rtt_measured_and_window_sized(void **st)
+{
+    struct fx *f = fx_new(MQC_V311, 64, 0);
+    uint8_t out[65536];
+    struct mqc_packet pk[64];
+    size_t n;
+
+    (void)st;
+    f->cfg.max_inflight_cap = 4096;
+    assert_int_equal(relay_session_open(f->s, f->now), 0);
+    drain_tx(f, out, sizeof(out));
+    f->now += 48; /* the CONNACK comes 48 ms after the CONNECT */
+    assert_int_equal(feed_connack(f, false, NULL, 0), 0);
+    assert_int_equal(relay_session_state(f->s), RELAY_SS_UP);
+    assert_int_equal(relay_rtt_base(relay_session_rtt(f->s)), 48);
+    assert_int_equal(R.rtt_calls, 1);
+    assert_int_equal(R.rtt_base, 48);
+    assert_int_equal(relay_session_window_limit(f->s), 48 * 50);
+
+    /* QoS 2 within 20 however large the window; QoS 1 behind them waits its turn (order) */
+    for (int i = 0; i < 25; i++)
+        relay_session_enqueue(f->s, make_msg(MQC_V311, "t", 2), f->now);
+    n = drain_tx(f, out, sizeof(out));
+    assert_int_equal(packets(f, out, n, pk, 64), 20);
+    assert_int_equal(relay_session_unacked(f->s), 20);
+
+    /* PUBLISH -> PUBREC in 30 ms: a lower base round trip, a smaller window */
+    f->now += 30;
+    assert_int_equal(feed_ack(f, MQC_PUBREC, pk[0].u.publish.packet_id, 0), 0);
+    assert_int_equal(relay_rtt_base(relay_session_rtt(f->s)), 30);
+    assert_int_equal(R.rtt_base, 30);
+    assert_int_equal(relay_session_window_limit(f->s), 30 * 50);
+    /* a slower sample moves the smoothed figure, not the base */
+    f->now += 200;
+    assert_int_equal(feed_ack(f, MQC_PUBREC, pk[1].u.publish.packet_id, 0), 0);
+    assert_int_equal(relay_rtt_base(relay_session_rtt(f->s)), 30);
+    assert_true(relay_rtt_smoothed(relay_session_rtt(f->s)) > 30);
+    assert_int_equal(R.rtt_calls, 3); /* each of the first samples is told */
+    for (int i = 2; i < 6; i++) {     /* then only changes of the base */
+        f->now += 1;
+        assert_int_equal(feed_ack(f, MQC_PUBREC, pk[i].u.publish.packet_id, 0), 0);
+    }
+    assert_int_equal(R.rtt_calls, RELAY_RTT_TELL_FIRST);
+    assert_int_equal(relay_rtt_base(relay_session_rtt(f->s)), 30);
+    fx_free(f);
+
+    /* the cap; and a fixed max_inflight is not sized */
+    f = fx_new(MQC_V311, 64, 0);
+    f->cfg.max_inflight_cap = 100;
+    assert_int_equal(relay_session_open(f->s, f->now), 0);
+    drain_tx(f, out, sizeof(out));
+    f->now += 500;
+    assert_int_equal(feed_connack(f, false, NULL, 0), 0);
+    assert_int_equal(relay_session_window_limit(f->s), 100);
+    fx_free(f);
+    f = fx_new(MQC_V311, 64, 0);
+    f->cfg.max_inflight = 30;
+    f->cfg.max_inflight_cap = 4096;
+    assert_int_equal(relay_session_open(f->s, f->now), 0);
+    drain_tx(f, out, sizeof(out));
+    f->now += 500;
+    assert_int_equal(feed_connack(f, false, NULL, 0), 0);
+    assert_int_equal(relay_session_window_limit(f->s), 30);
+    for (int i = 0; i < 25; i++) /* fixed: QoS 2 as far as the operator's window goes */
+        relay_session_enqueue(f->s, make_msg(MQC_V311, "t", 2), f->now);
+    n = drain_tx(f, out, sizeof(out));
+    assert_int_equal(packets(f, out, n, pk, 64), 25);
+    fx_free(f);
+
+    /* a loopback broker: 0 ms, the floor of 20; PINGREQ -> PINGRESP is a sample too */
+    f = fx_new(MQC_V311, 64, 0);
+    f->cfg.max_inflight_cap = 4096;
+    bring_up(f, false, NULL, 0);
+    assert_int_equal(relay_session_window_limit(f->s), 20);
+    f->now += 45000;
+    assert_int_equal(relay_session_tick(f->s, f->now), 0);
+    n = drain_tx(f, out, sizeof(out));
+    assert_int_equal(packets(f, out, n, pk, 2), 1);
+    assert_int_equal(pk[0].type, MQC_PINGREQ);
+    f->now += 7;
+    struct mqc_packet pr = {.type = MQC_PINGRESP};
+    assert_int_equal(feed_pkt(f, &pr), 0);
+    assert_int_equal(relay_session_rtt(f->s)->last, 7);
+    assert_int_equal(relay_session_rtt(f->s)->samples, 2);
+    fx_free(f);
+}
+
 static void resend_with_dup_after_reconnect(void **st)
 {
     struct fx *f = fx_new(MQC_V311, 64, 0);
@@ -603,6 +703,34 @@ static void incoming_acks_in_arrival_order(void **st)
     assert_int_equal(pk[0].u.ack.packet_id, 11);
     assert_int_equal(pk[1].u.ack.packet_id, 12);
     assert_int_equal(pk[2].u.ack.packet_id, 13);
+    fx_free(f);
+}
+
+/* Held messages at receive_maximum: rx_full; reading again only pays once a quarter of them
+ * is free (rx_room), so a source that keeps more in flight does not pause and resume the link
+ * for every acknowledgement. */
+static void rx_room_after_a_quarter(void **st)
+{
+    struct fx *f = fx_new(MQC_V311, 8, 0);
+
+    (void)st;
+    bring_up(f, false, NULL, 0);
+    R.publish_ret = 1;
+    assert_true(relay_session_rx_room(f->s));
+    for (uint16_t i = 0; i < 9; i++)
+        feed_publish(f, "t", 1, (uint16_t)(100 + i));
+    assert_int_equal(R.publishes, 8); /* the ninth waits */
+    assert_true(relay_session_rx_full(f->s));
+    assert_false(relay_session_rx_room(f->s));
+    relay_session_in_done(f->s, R.refs[0], f->now);
+    assert_int_equal(relay_session_resume_rx(f->s, f->now), 0);
+    assert_int_equal(R.publishes, 9); /* the ninth taken: 8 held, nothing waits */
+    assert_false(relay_session_rx_full(f->s));
+    assert_false(relay_session_rx_room(f->s));
+    relay_session_in_done(f->s, R.refs[1], f->now);
+    assert_false(relay_session_rx_room(f->s)); /* 7 held */
+    relay_session_in_done(f->s, R.refs[2], f->now);
+    assert_true(relay_session_rx_room(f->s)); /* 6 held: a quarter of 8 free */
     fx_free(f);
 }
 
@@ -1342,6 +1470,43 @@ static void v3_missing_ack_after_round_trips(void **st)
     }
 }
 
+/* MQTT 3.x: a broker that acknowledges nothing (a restart's recovery, a loaded disk) is waited
+ * for twice as long after each such timeout, across reconnects (RFC 6298 5.5), instead of being
+ * reconnected to at the same short timeout for ever; one acknowledgement resets it. */
+static void v3_missing_ack_backs_off(void **st)
+{
+    struct fx *f = fx_new(MQC_V311, 64, 0);
+    uint8_t out[8192];
+    struct mqc_packet pk[64];
+    size_t n;
+    uint64_t wait = 1000;
+
+    (void)st;
+    bring_up(f, false, NULL, 0);
+    for (int i = 0; i < 4; i++)
+        relay_session_enqueue(f->s, make_msg(MQC_V311, "slow/t", 1), f->now);
+    n = drain_tx(f, out, sizeof(out));
+    assert_int_equal(packets(f, out, n, pk, 64), 4);
+    for (int round = 0; round < 7; round++) {
+        uint64_t sent = f->now;
+
+        assert_int_equal(relay_session_deadline(f->s), sent + wait);
+        assert_int_equal(relay_session_tick(f->s, sent + wait - 1), 0);
+        assert_true(relay_session_tick(f->s, sent + wait) < 0);
+        f->now = sent + wait;
+        relay_session_closed(f->s, f->now);
+        bring_up(f, true, NULL, 0); /* the same four, resent */
+        n = drain_tx(f, out, sizeof(out));
+        assert_int_equal(packets(f, out, n, pk, 64), 4);
+        wait = wait * 2 > 20000 ? 20000 : wait * 2; /* at most ack_timeout */
+    }
+    /* it answers: back to the round-trip timeout */
+    f->now += 5;
+    assert_int_equal(feed_ack(f, MQC_PUBACK, pk[0].u.publish.packet_id, 0), 0);
+    assert_int_equal(relay_session_deadline(f->s), f->now - 5 + 1000);
+    fx_free(f);
+}
+
 /* MQTT 3.x: a later message acknowledged while an earlier one is not: the broker acknowledges in
  * order, so the earlier one was dropped; a few round trips later (at least 100 ms: a broker
  * that reorders a little gets that long) it is a verdict that counts. */
@@ -1557,9 +1722,12 @@ int main(void)
         cmocka_unit_test(busy_backoff_grows_per_round),
         cmocka_unit_test(disconnect_rate_too_high_teaches_the_pace),
         cmocka_unit_test(v3_missing_ack_after_round_trips),
+        cmocka_unit_test(v3_missing_ack_backs_off),
         cmocka_unit_test(v3_gap_is_a_drop),
         cmocka_unit_test(topic_aliases_egress),
         cmocka_unit_test(topic_aliases_hottest),
+        cmocka_unit_test(rtt_measured_and_window_sized),
+        cmocka_unit_test(rx_room_after_a_quarter),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
