@@ -125,6 +125,27 @@ static void relay_part(FILE *f, const struct relay *r, uint64_t now)
 
 /* ---- brokers and their connections ----------------------------------------------------- */
 
+/* The connection's pace (session/rate.h): null without one; else what it sends at most per
+ * second now (configured, or learned from the broker's signals), the configured limit (null:
+ * none, all learned) and how many signals lowered it. */
+static void pace_part(FILE *f, const struct relay_conn *c)
+{
+    uint64_t now_limit = relay_pace_limit(&c->pace), signals = 0;
+
+    if (!now_limit) {
+        fputs("null", f);
+        return;
+    }
+    for (unsigned k = 0; k < RELAY_PACE_SIG__COUNT; k++)
+        signals += c->pace.signals[k];
+    fprintf(f, "{\"messages_per_second\":%" PRIu64 ",\"limit\":", now_limit);
+    if (c->b->cfg->rate_messages)
+        fprintf(f, "%" PRIu32, c->b->cfg->rate_messages);
+    else
+        fputs("null", f);
+    fprintf(f, ",\"signals\":%" PRIu64 "}", signals);
+}
+
 static void conn_part(FILE *f, const struct relay *r, const struct relay_conn *c, uint64_t now)
 {
     enum relay_conn_view v = relay_conn_view(c);
@@ -162,11 +183,12 @@ static void conn_part(FILE *f, const struct relay *r, const struct relay_conn *c
             v == RELAY_CV_WAITING ? seconds(now, c->retry_at) : 0.0);
     fprintf(f,
             ",\"inflight\":%" PRIu32 ",\"inflight_limit\":%" PRIu32 ",\"queued_bytes\":%" PRIu64
-            ",\"rx_paused\":%s,\"bytes_sent\":%" PRIu64 ",\"bytes_received\":%" PRIu64
-            ",\"pace\":null}",
+            ",\"rx_paused\":%s,\"bytes_sent\":%" PRIu64 ",\"bytes_received\":%" PRIu64 ",\"pace\":",
             relay_session_unacked(c->s), relay_session_window_limit(c->s),
             relay_session_queued_bytes(c->s), c->rx_paused ? "true" : "false", c->stats.bytes_sent,
             c->stats.bytes_received);
+    pace_part(f, c);
+    fputc('}', f);
 }
 
 static void spool_part(FILE *f, const struct relay_broker *b, uint64_t now)
@@ -215,12 +237,20 @@ static void broker_part(FILE *f, const struct relay *r, const struct relay_broke
             fputc(',', f);
         public_url(f, bc->urls[i].text);
     }
-    /* profile: a broker family's rules (issue 12); tls_cert_expiry: the client certificate's
-     * end of validity (issue 13): null until those land */
-    fprintf(f,
-            "],\"tls\":%s,\"profile\":null,\"tls_cert_expiry\":null,\"connections_up\":%" PRIu32
-            ",\"connections\":%" PRIu32 ",\"spool\":",
-            all_tls(bc) ? "true" : "false", up, b->n_conns);
+    /* profile: a broker family's rules (null: none); tls_cert_expiry: the end of validity of
+     * the client certificate its links use (null: none seen yet) */
+    fprintf(f, "],\"tls\":%s,\"profile\":%s,\"tls_cert_expiry\":", all_tls(bc) ? "true" : "false",
+            bc->profile == RELAY_PROFILE_BIFROMQ ? "\"bifromq\"" : "null");
+    if (b->net.cert_not_after) {
+        char ts[RELAY_JSON_TIME_LEN];
+
+        relay_json_time(ts, sizeof(ts), b->net.cert_not_after * 1000);
+        fprintf(f, "\"%s\"", ts);
+    } else {
+        fputs("null", f);
+    }
+    fprintf(f, ",\"connections_up\":%" PRIu32 ",\"connections\":%" PRIu32 ",\"spool\":", up,
+            b->n_conns);
     spool_part(f, b, now);
     fputs(",\"conns\":[", f);
     for (uint32_t j = 0; j < b->n_conns; j++) {

@@ -630,10 +630,44 @@ static void history_counter_and_gauge(void **st)
         assert_int_equal(out[i], 0);
 }
 
+/* A broker with a profile: its name; its connections' pace (configured, then learned); the
+ * client certificate's end of validity once the transport reported one. */
+static void profile_pace_and_certificate(void **st)
+{
+    struct env *e = env_new(TWO("", "", "profile = \"bifromq\";", AB));
+    struct relay_conn *a = conn(e, 0, 0), *b = conn(e, 1, 0);
+    struct mj *v;
+
+    (void)st;
+    fake_open(&e->io, a, false);
+    fake_open(&e->io, b, false);
+    v = status(e, NULL);
+    assert_int_equal(mj_path(v, "brokers.0.profile")->type, MJ_NULL);
+    assert_int_equal(mj_path(v, "brokers.0.conns.0.pace")->type, MJ_NULL); /* no limit */
+    assert_string_equal(mj_str(v, "brokers.1.profile"), "bifromq");
+    assert_int_equal(mj_num(v, "brokers.1.conns.0.pace.messages_per_second"), 200);
+    assert_int_equal(mj_num(v, "brokers.1.conns.0.pace.limit"), 200);
+    assert_int_equal(mj_num(v, "brokers.1.conns.0.pace.signals"), 0);
+    assert_int_equal(mj_path(v, "brokers.1.tls_cert_expiry")->type, MJ_NULL);
+    mj_free(v);
+
+    /* the broker's verdict lowers it; the transport reports a certificate */
+    assert_true(relay_pace_signal(&b->pace, RELAY_PACE_DISCONNECT_89, UINT32_MAX, e->io.now,
+                                  e->io.now + 1));
+    relay_core_tls_cert(b, 1798761600, e->io.now); /* 2027-01-01T00:00:00Z */
+    v = status(e, NULL);
+    assert_int_equal(mj_num(v, "brokers.1.conns.0.pace.messages_per_second"), 150);
+    assert_int_equal(mj_num(v, "brokers.1.conns.0.pace.signals"), 1);
+    assert_string_equal(mj_str(v, "brokers.1.tls_cert_expiry"), "2027-01-01T00:00:00.000Z");
+    mj_free(v);
+    env_free(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(counts_and_rates_equal_the_traffic),
+        cmocka_unit_test(profile_pace_and_certificate),
         cmocka_unit_test(states_follow_the_links),
         cmocka_unit_test(every_string_is_text),
         cmocka_unit_test(nothing_secret),
