@@ -75,6 +75,10 @@ int cfg_check_client_ids(struct ld *ld, const config_setting_t *list);
 int cfg_check_route_names(struct ld *ld);
 int cfg_check_loops(struct ld *ld, const struct relay_tpl *tpl);
 
+/* ---- broker.c: the brokers list ---- */
+int cfg_parse_brokers(struct ld *ld, const config_setting_t *root);
+void cfg_broker_cleanup(struct relay_broker_config *b);
+
 /* ---- link.c: tls group, proxies, TCP options, source address ---- */
 int cfg_parse_tls(struct ld *ld, const config_setting_t *g, struct relay_broker_config *b);
 int cfg_parse_link(struct ld *ld, const config_setting_t *g, struct relay_broker_config *b);
