@@ -385,8 +385,10 @@ int sess_on_ack(struct relay_session *s, uint8_t type, const struct mqc_ack *a, 
             s->gap_ms = 0; /* in order again */
     }
     relay_msg_unlink(&s->fl_head, &s->fl_tail, m);
-    s->ack_backoff = 0; /* the broker answers again */
-    /* PUBLISH -> PUBACK / PUBREC: never from a resend (Karn), one sample a millisecond */
+    /* PUBLISH -> PUBACK / PUBREC: never from a resend (Karn), one sample a millisecond; the
+     * timeout's back-off ends with a sample, not with the answer to a resend (RFC 6298 5.7) */
+    if (!(m->state & MS_RESENT))
+        s->ack_backoff = 0;
     if (now_ms != s->rtt_ack_ms && !(m->state & MS_RESENT) && now_ms >= m->sent_ms) {
         s->rtt_ack_ms = now_ms;
         sess_rtt_sample(s, now_ms - m->sent_ms, now_ms);

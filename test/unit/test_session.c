@@ -1500,7 +1500,19 @@ static void v3_missing_ack_backs_off(void **st)
         assert_int_equal(packets(f, out, n, pk, 64), 4);
         wait = wait * 2 > 20000 ? 20000 : wait * 2; /* at most ack_timeout */
     }
-    /* it answers: back to the round-trip timeout */
+    /* it answers the resends: the back-off stays (no round trip can be taken from a resend) */
+    f->now += 5;
+    assert_int_equal(feed_ack(f, MQC_PUBACK, pk[0].u.publish.packet_id, 0), 0);
+    assert_int_equal(relay_session_deadline(f->s), f->now - 5 + 20000);
+    for (int i = 1; i < 4; i++)
+        assert_int_equal(feed_ack(f, MQC_PUBACK, pk[i].u.publish.packet_id, 0), 0);
+    /* a message sent once, answered: a sample, and back to the round-trip timeout */
+    relay_session_enqueue(f->s, make_msg(MQC_V311, "slow/t", 1), f->now);
+    n = drain_tx(f, out, sizeof(out));
+    assert_int_equal(packets(f, out, n, pk, 64), 1);
+    relay_session_enqueue(f->s, make_msg(MQC_V311, "slow/t", 1), f->now);
+    n = drain_tx(f, out, sizeof(out));
+    assert_int_equal(packets(f, out, n, pk + 1, 63), 1);
     f->now += 5;
     assert_int_equal(feed_ack(f, MQC_PUBACK, pk[0].u.publish.packet_id, 0), 0);
     assert_int_equal(relay_session_deadline(f->s), f->now - 5 + 1000);
