@@ -195,11 +195,15 @@ int relay_session_tick(struct relay_session *s, uint64_t now_ms)
             return -ETIMEDOUT; /* decided already, the link is closing */
         if (s->cfg->version != MQC_V5) {
             /* a later message acknowledged and this one not: dropped, the broker's count; none
-             * acknowledged at all: dropped, or a broker that stalled */
+             * acknowledged at all: dropped, or a broker that stalled. Timeouts in a row with no
+             * answer between are one silence: its first one judges the pace, the rest only
+             * wait longer (a broker restarting is not taught a pace for each second it takes) */
             bool gap = s->gap_ms != 0;
-            bool lowered =
-                sess_pace_signal(s, gap ? RELAY_PACE_NO_ACK : RELAY_PACE_ACK_TIMEOUT, NULL, now_ms);
+            bool lowered = false;
 
+            if (gap || !s->ack_backoff)
+                lowered = sess_pace_signal(s, gap ? RELAY_PACE_NO_ACK : RELAY_PACE_ACK_TIMEOUT,
+                                           NULL, now_ms);
             if (!gap && s->ack_backoff < V3_ACK_BACKOFF_MAX)
                 s->ack_backoff++;
 

@@ -1479,16 +1479,20 @@ static void v3_missing_ack_backs_off(void **st)
     uint8_t out[8192];
     struct mqc_packet pk[64];
     size_t n;
-    uint64_t wait = 1000;
+    uint64_t wait = 1000, sent0;
 
     (void)st;
     bring_up(f, false, NULL, 0);
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 10; i++)
         relay_session_enqueue(f->s, make_msg(MQC_V311, "slow/t", 1), f->now);
     n = drain_tx(f, out, sizeof(out));
-    assert_int_equal(packets(f, out, n, pk, 64), 4);
+    assert_int_equal(packets(f, out, n, pk, 64), 10);
+    sent0 = f->now;
+    f->now += 3; /* six answered in 3 ms, then silence: four outstanding */
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(feed_ack(f, MQC_PUBACK, pk[i].u.publish.packet_id, 0), 0);
     for (int round = 0; round < 7; round++) {
-        uint64_t sent = f->now;
+        uint64_t sent = round ? f->now : sent0;
 
         assert_int_equal(relay_session_deadline(f->s), sent + wait);
         assert_int_equal(relay_session_tick(f->s, sent + wait - 1), 0);
@@ -1499,6 +1503,9 @@ static void v3_missing_ack_backs_off(void **st)
         n = drain_tx(f, out, sizeof(out));
         assert_int_equal(packets(f, out, n, pk, 64), 4);
         wait = wait * 2 > 20000 ? 20000 : wait * 2; /* at most ack_timeout */
+        /* one silence: its first timeout judged the pace (six taken in that second), the
+         * others only wait longer */
+        assert_int_equal(relay_session_pace(f->s)->signals[RELAY_PACE_ACK_TIMEOUT], 1);
     }
     /* it answers the resends: the back-off stays (no round trip can be taken from a resend) */
     f->now += 5;
@@ -1506,16 +1513,19 @@ static void v3_missing_ack_backs_off(void **st)
     assert_int_equal(relay_session_deadline(f->s), f->now - 5 + 20000);
     for (int i = 1; i < 4; i++)
         assert_int_equal(feed_ack(f, MQC_PUBACK, pk[i].u.publish.packet_id, 0), 0);
-    /* a message sent once, answered: a sample, and back to the round-trip timeout */
+    /* a message sent once, answered: a sample, and back to the round-trip timeout (two
+     * seconds apart: the pace learned above spaces them) */
+    f->now += 2000;
     relay_session_enqueue(f->s, make_msg(MQC_V311, "slow/t", 1), f->now);
     n = drain_tx(f, out, sizeof(out));
     assert_int_equal(packets(f, out, n, pk, 64), 1);
-    relay_session_enqueue(f->s, make_msg(MQC_V311, "slow/t", 1), f->now);
-    n = drain_tx(f, out, sizeof(out));
-    assert_int_equal(packets(f, out, n, pk + 1, 63), 1);
     f->now += 5;
     assert_int_equal(feed_ack(f, MQC_PUBACK, pk[0].u.publish.packet_id, 0), 0);
-    assert_int_equal(relay_session_deadline(f->s), f->now - 5 + 1000);
+    f->now += 2000;
+    relay_session_enqueue(f->s, make_msg(MQC_V311, "slow/t", 1), f->now);
+    n = drain_tx(f, out, sizeof(out));
+    assert_int_equal(packets(f, out, n, pk, 64), 1);
+    assert_int_equal(relay_session_deadline(f->s), f->now + 1000);
     fx_free(f);
 }
 
