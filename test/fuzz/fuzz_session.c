@@ -205,8 +205,15 @@ static void h_window(struct relay_session *s, int t)
     f->window_over = t > 0;
 }
 
-static const struct relay_session_hooks HOOKS = {h_up,     h_publish, h_done,
-                                                 h_suback, h_rx_full, h_window};
+static void h_rtt(struct relay_session *s, uint32_t base_ms, uint64_t now_ms)
+{
+    (void)s;
+    (void)now_ms;
+    CHECK(base_ms <= 3600000u, "rtt(%u): samples are clamped to an hour", base_ms);
+}
+
+static const struct relay_session_hooks HOOKS = {h_up,      h_publish, h_done, h_suback,
+                                                 h_rx_full, h_window,  h_rtt};
 
 /* ---- what the session sends ------------------------------------------------------------- */
 
