@@ -277,6 +277,8 @@ bool relay_pace_signal(struct relay_pace *p, enum relay_pace_signal sig, uint32_
     if (counts(sig) && nth != UINT32_MAX) {
         if (nth == 0)
             return false; /* the first of its second: not our pace that is the matter */
+        if (sig == RELAY_PACE_ACK_TIMEOUT && nth < RELAY_PACE_SLOWER_MIN)
+            return false; /* a silence after a trickle: a broker that stalled, not a rate */
         if (!cur) {
             /* no limit yet: the broker's count is the first estimate (the sends in our log may
              * be gone already: BifroMQ delays its verdict by up to 5 s) */

@@ -1446,13 +1446,21 @@ static void v3_missing_ack_after_round_trips(void **st)
         uint64_t sent;
 
         bring_up(f, false, NULL, 0);
+        /* 20 answered in 3 ms, then 10 more of which 6 are answered: 26 taken in that second */
+        for (int i = 0; i < 20; i++)
+            relay_session_enqueue(f->s, make_msg(f->cfg.version, "slow/t", 1), f->now);
+        n = drain_tx(f, out, sizeof(out));
+        assert_int_equal(packets(f, out, n, pk, 64), 20);
+        f->now += 3; /* a 3 ms round trip */
+        for (int i = 0; i < 20; i++)
+            assert_int_equal(feed_ack(f, MQC_PUBACK, pk[i].u.publish.packet_id, 0), 0);
         for (int i = 0; i < 10; i++)
             relay_session_enqueue(f->s, make_msg(f->cfg.version, "slow/t", 1), f->now);
         n = drain_tx(f, out, sizeof(out));
         assert_int_equal(packets(f, out, n, pk, 64), 10);
         sent = f->now;
-        f->now += 3; /* a 3 ms round trip */
-        for (int i = 0; i < 8; i++)
+        f->now += 3;
+        for (int i = 0; i < 6; i++)
             assert_int_equal(feed_ack(f, MQC_PUBACK, pk[i].u.publish.packet_id, 0), 0);
         if (!v5) {
             assert_int_equal(relay_session_deadline(f->s), sent + 1000);
@@ -1460,7 +1468,7 @@ static void v3_missing_ack_after_round_trips(void **st)
             assert_true(relay_session_tick(f->s, sent + 1000) < 0);
             assert_int_equal(relay_session_end(f->s), RELAY_END_PACE);
             assert_non_null(strstr(relay_session_why(f->s), "round trip"));
-            assert_int_equal(relay_pace_limit(relay_session_pace(f->s)), 8);
+            assert_int_equal(relay_pace_limit(relay_session_pace(f->s)), 26);
         } else {
             assert_int_equal(relay_session_tick(f->s, sent + 1000), 0);
             assert_true(relay_session_tick(f->s, sent + 20000) < 0);
@@ -1468,6 +1476,34 @@ static void v3_missing_ack_after_round_trips(void **st)
         }
         fx_free(f);
     }
+}
+
+/* MQTT 3.x: a silence after a trickle (fewer than RELAY_PACE_SLOWER_MIN taken in that second)
+ * is a broker that stalled, not a rate: the link reconnects to resend, the pace stays as it was
+ * (a verdict there would hold the link at a few messages a second for minutes). */
+static void v3_silence_after_a_trickle_is_no_rate(void **st)
+{
+    struct fx *f = fx_new(MQC_V311, 64, 0);
+    uint8_t out[8192];
+    struct mqc_packet pk[64];
+    size_t n;
+    uint64_t sent;
+
+    (void)st;
+    bring_up(f, false, NULL, 0);
+    for (int i = 0; i < 5; i++)
+        relay_session_enqueue(f->s, make_msg(MQC_V311, "slow/t", 1), f->now);
+    n = drain_tx(f, out, sizeof(out));
+    assert_int_equal(packets(f, out, n, pk, 64), 5);
+    sent = f->now;
+    f->now += 3;
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(feed_ack(f, MQC_PUBACK, pk[i].u.publish.packet_id, 0), 0);
+    assert_true(relay_session_tick(f->s, sent + 1000) < 0);
+    assert_non_null(strstr(relay_session_why(f->s), "stays at 0"));
+    assert_int_equal(relay_pace_limit(relay_session_pace(f->s)), 0);
+    assert_int_equal(relay_session_pace(f->s)->signals[RELAY_PACE_ACK_TIMEOUT], 0);
+    fx_free(f);
 }
 
 /* MQTT 3.x: a broker that acknowledges nothing (a restart's recovery, a loaded disk) is waited
@@ -1483,12 +1519,19 @@ static void v3_missing_ack_backs_off(void **st)
 
     (void)st;
     bring_up(f, false, NULL, 0);
+    for (int i = 0; i < 20; i++)
+        relay_session_enqueue(f->s, make_msg(MQC_V311, "slow/t", 1), f->now);
+    n = drain_tx(f, out, sizeof(out));
+    assert_int_equal(packets(f, out, n, pk, 64), 20);
+    f->now += 3;
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(feed_ack(f, MQC_PUBACK, pk[i].u.publish.packet_id, 0), 0);
     for (int i = 0; i < 10; i++)
         relay_session_enqueue(f->s, make_msg(MQC_V311, "slow/t", 1), f->now);
     n = drain_tx(f, out, sizeof(out));
     assert_int_equal(packets(f, out, n, pk, 64), 10);
     sent0 = f->now;
-    f->now += 3; /* six answered in 3 ms, then silence: four outstanding */
+    f->now += 3; /* six more answered in 3 ms (26 in that second), then silence: four left */
     for (int i = 0; i < 6; i++)
         assert_int_equal(feed_ack(f, MQC_PUBACK, pk[i].u.publish.packet_id, 0), 0);
     for (int round = 0; round < 7; round++) {
@@ -1503,7 +1546,7 @@ static void v3_missing_ack_backs_off(void **st)
         n = drain_tx(f, out, sizeof(out));
         assert_int_equal(packets(f, out, n, pk, 64), 4);
         wait = wait * 2 > 20000 ? 20000 : wait * 2; /* at most ack_timeout */
-        /* one silence: its first timeout judged the pace (six taken in that second), the
+        /* one silence: its first timeout judged the pace (26 taken in that second), the
          * others only wait longer */
         assert_int_equal(relay_session_pace(f->s)->signals[RELAY_PACE_ACK_TIMEOUT], 1);
     }
@@ -1745,6 +1788,7 @@ int main(void)
         cmocka_unit_test(disconnect_rate_too_high_teaches_the_pace),
         cmocka_unit_test(v3_missing_ack_after_round_trips),
         cmocka_unit_test(v3_missing_ack_backs_off),
+        cmocka_unit_test(v3_silence_after_a_trickle_is_no_rate),
         cmocka_unit_test(v3_gap_is_a_drop),
         cmocka_unit_test(topic_aliases_egress),
         cmocka_unit_test(topic_aliases_hottest),
