@@ -22,11 +22,10 @@ static int parse_urls(struct ld *ld, const config_setting_t *g, struct relay_bro
     const config_setting_t *s = config_setting_get_member(g, "url");
     if (!s)
         return cfg_fail(ld, g, "url is required");
-    int type = config_setting_type(s);
-    bool many = type == CONFIG_TYPE_ARRAY || type == CONFIG_TYPE_LIST;
-    if (type != CONFIG_TYPE_STRING && !many)
-        return cfg_wrong_type(ld, s, "a string or a list of strings");
-    unsigned n = many ? (unsigned)config_setting_length(s) : 1;
+    unsigned n;
+    int rc = cfg_str_list(ld, s, &n);
+    if (rc < 0)
+        return rc;
     if (n == 0)
         return cfg_fail(ld, s, "url must not be an empty list");
     if (n > MAX_URLS)
@@ -35,10 +34,9 @@ static int parse_urls(struct ld *ld, const config_setting_t *g, struct relay_bro
     if (!b->urls)
         return cfg_oom(ld);
     for (unsigned i = 0; i < n; i++) {
-        const config_setting_t *e = many ? config_setting_get_elem(s, i) : s;
+        const config_setting_t *e = cfg_str_entry(s, i);
         const char *text = NULL;
-        int rc = cfg_str_value(ld, e, "each url", &text);
-        if (rc < 0)
+        if ((rc = cfg_str_value(ld, e, "each url", &text)) < 0)
             return rc;
         b->n_urls = i + 1;
         if ((rc = cfg_parse_url(ld, e, text, &b->urls[i])) < 0)

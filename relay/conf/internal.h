@@ -46,6 +46,10 @@ int cfg_wrong_type(struct ld *ld, const config_setting_t *s, const char *want);
 int cfg_str_value(struct ld *ld, const config_setting_t *s, const char *shown_name,
                   const char **out);
 int cfg_get_str(struct ld *ld, const config_setting_t *g, const char *key, const char **out);
+/* A setting that is one string or a list / array of strings: *n entries (1 for a string; the
+ * caller checks the count), entry i is cfg_str_entry(s, i) (read it with cfg_str_value). */
+int cfg_str_list(struct ld *ld, const config_setting_t *s, unsigned *n);
+const config_setting_t *cfg_str_entry(const config_setting_t *s, unsigned i);
 int cfg_get_int(struct ld *ld, const config_setting_t *g, const char *key, int64_t lo, int64_t hi,
                 int64_t dflt, int64_t *out);
 int cfg_get_bool(struct ld *ld, const config_setting_t *g, const char *key, bool dflt, bool *out);

@@ -309,18 +309,16 @@ int cfg_parse_relay_proxy(struct ld *ld, const config_setting_t *g)
     s = config_setting_get_member(g, "no_proxy");
     if (!s)
         return 0;
-    bool many =
-        config_setting_type(s) == CONFIG_TYPE_ARRAY || config_setting_type(s) == CONFIG_TYPE_LIST;
-    if (config_setting_type(s) != CONFIG_TYPE_STRING && !many)
-        return cfg_wrong_type(ld, s, "a string or a list of strings");
-    unsigned n = many ? (unsigned)config_setting_length(s) : 1;
+    unsigned n;
+    if ((rc = cfg_str_list(ld, s, &n)) < 0)
+        return rc;
     if (n > NO_PROXY_MAX)
         return cfg_fail(ld, s, "relay.no_proxy: at most %u entries", NO_PROXY_MAX);
     cfg->no_proxy = calloc(n ? n : 1, sizeof(*cfg->no_proxy));
     if (!cfg->no_proxy)
         return cfg_oom(ld);
     for (unsigned i = 0; i < n; i++) {
-        const config_setting_t *e = many ? config_setting_get_elem(s, i) : s;
+        const config_setting_t *e = cfg_str_entry(s, i);
         char b[100];
 
         if ((rc = cfg_str_value(ld, e, "each relay.no_proxy entry", &v)) < 0)
@@ -387,11 +385,9 @@ static int parse_alpn(struct ld *ld, const config_setting_t *t, struct relay_tls
 
     if (!s)
         return 0;
-    bool many =
-        config_setting_type(s) == CONFIG_TYPE_ARRAY || config_setting_type(s) == CONFIG_TYPE_LIST;
-    if (config_setting_type(s) != CONFIG_TYPE_STRING && !many)
-        return cfg_wrong_type(ld, s, "a string or a list of strings");
-    unsigned n = many ? (unsigned)config_setting_length(s) : 1;
+    unsigned n;
+    if ((rc = cfg_str_list(ld, s, &n)) < 0)
+        return rc;
     if (n == 0)
         return cfg_fail(ld, s, "tls.alpn must not be an empty list");
     if (n > RELAY_ALPN_MAX)
@@ -400,7 +396,7 @@ static int parse_alpn(struct ld *ld, const config_setting_t *t, struct relay_tls
     if (!tc->alpn)
         return cfg_oom(ld);
     for (unsigned i = 0; i < n; i++) {
-        const config_setting_t *e = many ? config_setting_get_elem(s, i) : s;
+        const config_setting_t *e = cfg_str_entry(s, i);
         const char *v;
 
         if ((rc = cfg_str_value(ld, e, "each tls.alpn entry", &v)) < 0)

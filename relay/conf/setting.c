@@ -185,6 +185,26 @@ int cfg_wrong_type(struct ld *ld, const config_setting_t *s, const char *want)
                     type_name(config_setting_type(s)));
 }
 
+static bool is_list(const config_setting_t *s)
+{
+    return config_setting_type(s) == CONFIG_TYPE_ARRAY ||
+           config_setting_type(s) == CONFIG_TYPE_LIST;
+}
+
+/* One string or a list / array of them (url, no_proxy, alpn): *n entries, 1 for a string. */
+int cfg_str_list(struct ld *ld, const config_setting_t *s, unsigned *n)
+{
+    if (config_setting_type(s) != CONFIG_TYPE_STRING && !is_list(s))
+        return cfg_wrong_type(ld, s, "a string or a list of strings");
+    *n = is_list(s) ? (unsigned)config_setting_length(s) : 1u;
+    return 0;
+}
+
+const config_setting_t *cfg_str_entry(const config_setting_t *s, unsigned i)
+{
+    return is_list(s) ? config_setting_get_elem(s, i) : s;
+}
+
 /* A string value of s, at most STR_MAX bytes. */
 int cfg_str_value(struct ld *ld, const config_setting_t *s, const char *shown_name,
                   const char **out)
