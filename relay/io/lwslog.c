@@ -83,30 +83,39 @@ int io_lws_log_mask(enum relay_log_level level)
 
 void io_log(const struct relay_transport *t, enum relay_log_level level, const char *who,
             const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-void io_log(const struct relay_transport *t, enum relay_log_level level, const char *who,
-            const char *fmt, ...)
+static void io_vlog(const struct relay_transport *t, enum relay_log_level level, const char *who,
+                    bool limited, const char *fmt, va_list ap)
+    __attribute__((format(printf, 5, 0)));
+static void io_vlog(const struct relay_transport *t, enum relay_log_level level, const char *who,
+                    bool limited, const char *fmt, va_list ap)
 {
     char msg[512];
-    va_list ap;
 
     if (level > t->log_level)
         return;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
+    if (limited)
+        relay_log_raw_limited(relay_now_ms(), level, who, msg);
+    else
+        relay_log_raw(level, who, msg);
+}
+
+void io_log(const struct relay_transport *t, enum relay_log_level level, const char *who,
+            const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    io_vlog(t, level, who, false, fmt, ap);
     va_end(ap);
-    relay_log_raw(level, who, msg);
 }
 
 void io_log_limited(const struct relay_transport *t, enum relay_log_level level, const char *who,
                     const char *fmt, ...)
 {
-    char msg[512];
     va_list ap;
 
-    if (level > t->log_level)
-        return;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    io_vlog(t, level, who, true, fmt, ap);
     va_end(ap);
-    relay_log_raw_limited(relay_now_ms(), level, who, msg);
 }
